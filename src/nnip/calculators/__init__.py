@@ -1,0 +1,5 @@
+"""ASE calculators."""
+
+from nnip.calculators.ase import NNIPCalculator
+
+__all__ = ["NNIPCalculator"]

@@ -1,0 +1,79 @@
+"""ASE calculator for nnip potentials.
+
+Works with every ASE tool that uses a calculator: optimizers, `FrechetCellFilter`,
+MD, NEB. Results use ASE's names and units: ``energy``/``free_energy`` (eV),
+``energies`` (eV per atom), ``forces`` (eV/Å), ``stress`` (Voigt xx yy zz yz xz xy,
+eV/Å^3, ASE sign).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from nnip.data.graph import AtomicGraph
+from nnip.models.potential import Potential
+
+__all__ = ["NNIPCalculator"]
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class NNIPCalculator(Calculator):
+    """ASE calculator wrapping a `Potential`.
+
+    Args:
+        model: the potential. It is not modified: when ``device`` or ``dtype`` differ
+            from the model's, the calculator works on a copy.
+        device: torch device to evaluate on (default: the model's).
+        dtype: model dtype, ``"float64"``/``"float32"`` or a torch dtype (default: the
+            model's).
+        **kwargs: passed to `ase.calculators.calculator.Calculator`.
+
+    Stress is available for structures periodic in all three directions; asking for it
+    on other structures raises `PropertyNotImplementedError`, as ASE's calculators do.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model: Potential, *, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            dtype = _DTYPES[dtype]
+        target_device = torch.device(device) if device is not None else model.device
+        target_dtype = dtype or model.model_dtype
+        if target_device != model.device or target_dtype != model.model_dtype:
+            model = copy.deepcopy(model).to(device=target_device, dtype=target_dtype)
+        self.model = model.eval()
+
+    def calculate(self, atoms: Atoms | None = None, properties: list[str] | None = None,
+                  system_changes: list[str] = all_changes) -> None:
+        """Compute ``properties`` for ``atoms`` and store them in ``self.results``."""
+        properties = properties or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress needs a structure periodic in all three directions")
+        graph = AtomicGraph.from_atoms(atoms, self.model.cutoff, device=self.model.device)
+        out = self.model(graph, compute_forces=True, compute_stress=atoms.pbc.all())
+        energy = float(out.energy[0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out.energies.cpu().numpy().copy(),
+            "forces": out.forces.cpu().numpy().copy(),
+        }
+        if out.stress is not None:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(
+                out.stress[0].cpu().numpy().astype(np.float64))

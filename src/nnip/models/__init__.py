@@ -1,0 +1,101 @@
+"""Model architectures and the `build` entry point.
+
+``MODELS`` maps a short name to ``(config dataclass, energy-term module)``; every
+architecture is an energy term ``graph -> per-atom energy`` built as
+``Module(type_map, cutoff, config)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from nnip.errors import ConfigError
+from nnip.models.potential import Potential, PotentialOutput, ScaleShift
+from nnip.models.schnet import SchNet, SchNetConfig
+from nnip.nn.embedding import TypeMap
+from nnip.physics.reference import ReferenceEnergies
+
+__all__ = ["MODELS", "build", "Potential", "PotentialOutput", "ScaleShift"]
+
+MODELS: dict[str, tuple[type, type[torch.nn.Module]]] = {
+    "schnet": (SchNetConfig, SchNet),
+}
+"""Registered architectures: name -> (config class, module class)."""
+
+
+def make_config(name: str, values: Mapping[str, Any]) -> Any:
+    """Build the config dataclass of architecture ``name`` from a mapping.
+
+    Raises:
+        ConfigError: unknown architecture or key (with a did-you-mean suggestion), or a
+            value out of range.
+    """
+    if name not in MODELS:
+        hint = difflib.get_close_matches(name, MODELS, n=1)
+        raise ConfigError(f"unknown model {name!r}" + (f"; did you mean {hint[0]!r}?" if hint
+                          else f"; choose from {sorted(MODELS)}"))
+    config_cls = MODELS[name][0]
+    known = [f.name for f in dataclasses.fields(config_cls)]
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"unknown {name} option {key!r}" + (
+                f"; did you mean {hint[0]!r}?" if hint else f"; options are {known}"))
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from err
+
+
+def build(
+    name: str,
+    elements: Sequence[str | int],
+    cutoff: float,
+    *,
+    dtype: torch.dtype = torch.float64,
+    e0: Mapping[str, float] | None = None,
+    scale: float = 1.0,
+    shift: float = 0.0,
+    seed: int | None = 0,
+    **config: Any,
+) -> Potential:
+    """Build a potential: per-element reference energies plus a learned term.
+
+    Args:
+        name: architecture, a key of `MODELS` (e.g. ``"schnet"``).
+        elements: element symbols (or atomic numbers) the potential will know.
+        cutoff: neighbour cutoff in Å.
+        dtype: model dtype (float64 default; float32 is faster, looser).
+        e0: per-element reference energies in eV (default zeros; see
+            `nnip.physics.fit_reference_energies`).
+        scale: energy scale of the learned term in eV.
+        shift: per-atom energy shift of the learned term in eV.
+        seed: seed for weight initialisation (global RNG state is left untouched);
+            ``None`` uses the current global RNG.
+        **config: hyperparameters of the architecture's config dataclass.
+
+    Returns:
+        A `Potential` with terms ``reference`` and ``name``.
+    """
+    if not cutoff > 0:
+        raise ConfigError(f"cutoff must be > 0 Å, got {cutoff}")
+    cfg = make_config(name, config)
+    type_map = TypeMap(elements)
+    reference = ReferenceEnergies(type_map)
+    if e0 is not None:
+        reference.set(e0)
+    module_cls = MODELS[name][1]
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        learned = module_cls(type_map, cutoff, cfg)
+    spec = {"arch": name, "config": dataclasses.asdict(cfg), "elements": type_map.symbols,
+            "cutoff": float(cutoff), "scale": float(scale), "shift": float(shift)}
+    potential = Potential({"reference": reference, name: ScaleShift(learned, scale, shift)},
+                          type_map, cutoff, spec)
+    return potential.to(dtype)

@@ -1,0 +1,202 @@
+"""`Potential`: a sum of energy terms, with forces and stress from one autograd call.
+
+Every energy term (learned network, reference energies, repulsion, ...) maps an
+`AtomicGraph` to per-atom energies ``(n_atoms,)`` in eV. The potential sums them in
+float64, sums per structure, and differentiates **once**:
+
+    forces  F_i = -dE/dr_i                          (eV/Å)
+    virial  W   = -dE/dε                            (eV)
+    stress  σ   = (1/V) dE/dε = -W / V              (eV/Å^3, ASE sign: positive tensile)
+
+where ε is a symmetric strain applied as r -> r (1 + ε), cell -> cell (1 + ε) (row
+vectors), as in nequip's ``ForceStressOutput`` and Knuth et al., Comput. Phys.
+Commun. 190, 33 (2015). Because edge vectors are recomputed from the strained positions
+and cell inside the terms, the derivative includes every periodic image exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from ase import Atoms
+from torch import nn
+
+from nnip.data.graph import AtomicGraph, replace
+from nnip.nn.embedding import TypeMap
+
+__all__ = ["Potential", "PotentialOutput", "ScaleShift"]
+
+
+@dataclass
+class PotentialOutput:
+    """Predictions for a batch, float64, named as ASE names them.
+
+    Attributes:
+        energy: ``(n_systems,)`` total energy, eV.
+        energies: ``(n_atoms,)`` per-atom energies, eV (sum per system is ``energy``).
+        forces: ``(n_atoms, 3)`` eV/Å, or ``None`` when not requested.
+        stress: ``(n_systems, 3, 3)`` eV/Å^3 (ASE sign), NaN for structures without a
+            volume (non-periodic); ``None`` when not requested.
+        virial: ``(n_systems, 3, 3)`` eV, ``-dE/dε``; ``None`` when not requested.
+    """
+
+    energy: torch.Tensor
+    energies: torch.Tensor
+    forces: torch.Tensor | None = None
+    stress: torch.Tensor | None = None
+    virial: torch.Tensor | None = None
+
+
+class ScaleShift(nn.Module):
+    """Energy term ``scale * term(graph) + shift`` with fixed (data-derived) scale/shift.
+
+    Lets a learned term output numbers of order one while the energies it models are of
+    the data's scale (e.g. the RMS force), as in SchNetPack and MACE.
+
+    Args:
+        term: an energy term ``graph -> (n_atoms,)``.
+        scale: energy scale in eV.
+        shift: per-atom energy shift in eV.
+    """
+
+    def __init__(self, term: nn.Module, scale: float = 1.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.term = term
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
+        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.float64))
+
+    def forward(self, graph: AtomicGraph) -> torch.Tensor:
+        """Per-atom energies ``(n_atoms,)`` in eV."""
+        out = self.term(graph)
+        return out * self.scale.to(out.dtype) + self.shift.to(out.dtype)
+
+
+class Potential(nn.Module):
+    """A machine-learned interatomic potential: named energy terms plus derivatives.
+
+    Args:
+        terms: energy terms by name, each ``graph -> (n_atoms,)`` eV.
+        type_map: the elements this potential knows.
+        cutoff: neighbour-list cutoff in Å that graphs passed in must have been built with.
+        spec: how to rebuild this potential (architecture name and resolved config);
+            stored in model files.
+    """
+
+    def __init__(self, terms: Mapping[str, nn.Module], type_map: TypeMap, cutoff: float,
+                 spec: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("a Potential needs at least one energy term")
+        self.terms = nn.ModuleDict(dict(terms))
+        self.type_map = type_map
+        self.cutoff = float(cutoff)
+        self.spec = dict(spec or {})
+
+    @property
+    def elements(self) -> list[str]:
+        """Element symbols the potential knows, in type order."""
+        return self.type_map.symbols
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """Float dtype the learned terms compute in."""
+        for p in self.parameters():
+            return p.dtype
+        return torch.float64
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the potential's tensors."""
+        for t in self.state_dict().values():
+            return t.device
+        return torch.device("cpu")
+
+    def forward(
+        self,
+        graph: AtomicGraph,
+        *,
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        training: bool = False,
+    ) -> PotentialOutput:
+        """Energy, per-atom energies, and optionally forces and stress of a batch.
+
+        Args:
+            graph: batch built with this potential's cutoff, on the potential's device.
+            compute_forces: return forces.
+            compute_stress: return stress and virial.
+            training: keep the autograd graph of the derivatives (``create_graph``) so
+                that a loss on forces or stress can be back-propagated.
+
+        Returns:
+            `PotentialOutput` in float64; the input graph is not modified.
+
+        Raises:
+            ModelError: the graph contains an element the potential does not know.
+        """
+        self.type_map.check(graph.atomic_numbers)
+        with torch.enable_grad():
+            return self._evaluate(graph, compute_forces, compute_stress, training)
+
+    def _evaluate(self, graph: AtomicGraph, compute_forces: bool, compute_stress: bool,
+                  training: bool) -> PotentialOutput:
+        dtype = self.model_dtype
+        positions = graph.positions.to(dtype)
+        cell = graph.cell.to(dtype)
+        need_grad = compute_forces or compute_stress
+        if need_grad and not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        inputs = [positions]
+        if compute_stress:
+            strain = torch.zeros((graph.n_systems, 3, 3), dtype=dtype, device=cell.device,
+                                 requires_grad=True)
+            inputs.append(strain)
+            sym = 0.5 * (strain + strain.transpose(1, 2))  # (n_systems, 3, 3)
+            positions = positions + torch.einsum(
+                "ai,aij->aj", positions, sym[graph.system_idx])  # (n_atoms, 3)
+            cell = cell + torch.bmm(cell, sym)  # (n_systems, 3, 3)
+        strained = replace(graph, positions=positions, cell=cell)
+
+        energies = torch.zeros(graph.n_atoms, dtype=torch.float64, device=positions.device)
+        for term in self.terms.values():
+            energies = energies + term(strained).to(torch.float64)
+        energy = torch.zeros(graph.n_systems, dtype=torch.float64, device=positions.device)
+        energy = energy.index_add(0, graph.system_idx, energies)
+        out = PotentialOutput(energy=energy, energies=energies)
+        if need_grad:
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training,
+                                        allow_unused=True, materialize_grads=True)
+            if compute_forces:
+                out.forces = -grads[0].to(torch.float64)
+            if compute_stress:
+                de_deps = grads[1].to(torch.float64)  # (n_systems, 3, 3)
+                volume = torch.linalg.det(graph.cell.to(torch.float64)).abs()
+                periodic = graph.pbc.any(dim=1) & (volume > 0)
+                volume = torch.where(periodic, volume, torch.ones_like(volume))
+                out.virial = -de_deps
+                stress = de_deps / volume[:, None, None]
+                out.stress = torch.where(periodic[:, None, None], stress,
+                                         torch.full_like(stress, float("nan")))
+        if not training:
+            out.energy, out.energies = out.energy.detach(), out.energies.detach()
+        return out
+
+    def predict(
+        self,
+        atoms: Atoms | Sequence[Atoms],
+        *,
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+    ) -> PotentialOutput:
+        """Evaluate ASE structures (convenience: builds the graph with `cutoff`).
+
+        Args:
+            atoms: one structure or a list.
+            compute_forces: return forces.
+            compute_stress: return stress (needs periodic structures).
+        """
+        graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
+        return self(graph, compute_forces=compute_forces, compute_stress=compute_stress)

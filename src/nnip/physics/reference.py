@@ -1,0 +1,110 @@
+"""Per-element reference energies E0: the baseline energy term.
+
+A potential predicts total DFT energies, which are dominated by a per-element constant
+(the energy of an isolated atom on the code's energy scale, often hundreds of eV).
+`ReferenceEnergies` adds that constant per atom; `fit_reference_energies` finds it by
+least squares from the training data (energy ≈ Σ_elements count_Z · E0_Z), so the
+learned term only models the interaction energy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from torch import nn
+
+from nnip.data.graph import AtomicGraph
+from nnip.errors import DataError
+from nnip.nn.embedding import TypeMap
+
+__all__ = ["ReferenceEnergies", "fit_reference_energies"]
+
+
+class ReferenceEnergies(nn.Module):
+    """Energy term E_i = E0[Z_i], stored in float64 whatever the model dtype.
+
+    E0 is kept in float64 even when the model runs in float32: totals such as
+    -10384 eV need ~1e-7 relative precision to resolve meV.
+
+    Args:
+        type_map: the model's element map.
+        e0: ``(n_types,)`` initial values in eV (default zeros).
+
+    Shapes:
+        ``graph -> (n_atoms,)`` float64, eV.
+    """
+
+    def __init__(self, type_map: TypeMap, e0: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.type_map = type_map
+        values = torch.zeros(type_map.n_types, dtype=torch.float64)
+        if e0 is not None:
+            values = torch.as_tensor(e0, dtype=torch.float64).reshape(type_map.n_types).clone()
+        self.register_buffer("e0", values)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True):  # type: ignore[override]
+        # Follow device moves but never the dtype cast of `model.to(torch.float32)`.
+        super()._apply(fn, recurse)
+        self.e0 = self.e0.to(dtype=torch.float64)
+        return self
+
+    def set(self, values: Mapping[str, float]) -> None:
+        """Set E0 from ``{symbol: eV}``; every element of the model must be given."""
+        missing = [s for s in self.type_map.symbols if s not in values]
+        if missing:
+            raise DataError(f"no reference energy for element(s) {missing}", field="E0")
+        new = torch.tensor([float(values[s]) for s in self.type_map.symbols],
+                           dtype=torch.float64, device=self.e0.device)
+        self.e0.copy_(new)
+
+    def as_dict(self) -> dict[str, float]:
+        """``{symbol: E0 in eV}``."""
+        return {s: float(v) for s, v in zip(self.type_map.symbols, self.e0.tolist())}
+
+    def forward(self, graph: AtomicGraph) -> torch.Tensor:
+        """Per-atom reference energies ``(n_atoms,)`` in eV (float64)."""
+        return self.e0[self.type_map(graph.atomic_numbers)]
+
+
+def fit_reference_energies(
+    frames: Sequence[Atoms], elements: Sequence[str], *, rcond: float | None = None
+) -> dict[str, float]:
+    """Least-squares per-element energies from total energies.
+
+    Solves ``min_E0 Σ_frames (E - Σ_Z n_Z E0_Z)^2``. When the compositions do not
+    determine every E0 (e.g. one fixed composition), the minimum-norm solution is
+    returned; the split between elements is then arbitrary but the sum that matters for
+    the data is exact.
+
+    Args:
+        frames: structures with an energy label (``atoms.get_potential_energy()``, eV).
+        elements: element symbols in the model's order.
+
+    Returns:
+        ``{symbol: E0}`` in eV.
+
+    Raises:
+        DataError: no frame has an energy, or a frame has an element not in ``elements``.
+    """
+    index = {s: k for k, s in enumerate(elements)}
+    rows, energies = [], []
+    for k, atoms in enumerate(frames):
+        if atoms.calc is None or "energy" not in atoms.calc.results:
+            continue
+        counts = np.zeros(len(elements))
+        for s in atoms.get_chemical_symbols():
+            if s not in index:
+                raise DataError(f"element {s} not among the model's {list(elements)}",
+                                source=atoms.info.get("source"), index=k,
+                                field="atomic_numbers")
+            counts[index[s]] += 1
+        rows.append(counts)
+        energies.append(float(atoms.calc.results["energy"]))
+    if not rows:
+        raise DataError("no structure has an energy label to fit reference energies",
+                        field="energy")
+    solution, *_ = np.linalg.lstsq(np.array(rows), np.array(energies), rcond=rcond)
+    return {s: float(v) for s, v in zip(elements, solution)}
