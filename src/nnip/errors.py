@@ -33,6 +33,7 @@ class DataError(NNIPError, ValueError):
         source: the file (or other origin) of the data, if known.
         index: index of the structure in that source, if known.
         field: the field name (``positions``, ``cell``, ``forces``, ...), if known.
+
     """
 
     def __init__(

@@ -14,6 +14,7 @@ Example:
     >>> import nnip, nnip.testing
     >>> model = nnip.models.build("schnet", elements=["Cu"], cutoff=4.0, n_features=16)
     >>> errors = nnip.testing.run_all_checks(model)
+
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Tolerances:
         symmetry: invariance/equivariance (rotation, translation, permutation, images).
         batch: batched versus single evaluation.
         finite_difference: forces and stress versus finite differences (float64 only).
+
     """
 
     symmetry: float
@@ -121,6 +123,7 @@ def example_structures(elements: Sequence[str], cutoff: float, seed: int = 0) ->
         ``small_cell``: a periodic cell shorter than twice the cutoff (self-images);
         ``slab``: periodic in x and y only; ``molecule``: a non-periodic cluster.
         All have interatomic distances >= ~1.9 Å and lattice spacing ~2.6 Å.
+
     """
     rng = np.random.default_rng(seed)
     symbols = list(elements)

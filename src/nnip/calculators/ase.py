@@ -38,6 +38,7 @@ class NNIPCalculator(Calculator):
 
     Stress is available for structures periodic in all three directions; asking for it
     on other structures raises `PropertyNotImplementedError`, as ASE's calculators do.
+
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]

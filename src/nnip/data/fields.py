@@ -37,6 +37,7 @@ class Field:
         offset_by: when batching, add the running count of this kind (``atom`` or
             ``system``) to the values (index fields), else ``None``.
         optional: whether the field may be ``None``.
+
     """
 
     name: str

@@ -10,6 +10,7 @@ Example:
     >>> graph = AtomicGraph.from_atoms([bulk("Cu", cubic=True)], cutoff=4.0)
     >>> graph.n_systems, graph.n_atoms
     (1, 4)
+
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _concat(parts: Sequence[_Batch]) -> dict[str, torch.Tensor | None]:
         values = [getattr(p, f.name) for p in parts]
         if any(v is None for v in values):
             if not all(v is None for v in values):
-                raise DataError(f"field present in some structures only", field=f.name)
+                raise DataError("field present in some structures only", field=f.name)
             out[f.name] = None
             continue
         if f.offset_by is not None:
@@ -100,6 +101,7 @@ class AtomicGraph(_Batch):
         edge_index: ``(2, n_edges)`` int64; row 0 centre ``i``, row 1 neighbour ``j``.
         edge_shift: ``(n_edges, 3)`` int64 lattice images, so that
             ``r_ij = positions[j] - positions[i] + edge_shift @ cell[system_idx[i]]``.
+
     """
 
     positions: torch.Tensor
@@ -167,6 +169,7 @@ class AtomicGraph(_Batch):
             positions: ``(n_atoms, 3)`` positions to use instead of ``self.positions``
                 (e.g. strained positions that require grad).
             cell: ``(n_systems, 3, 3)`` cell to use instead of ``self.cell``.
+
         """
         pos = self.positions if positions is None else positions
         cell = self.cell if cell is None else cell
@@ -197,6 +200,7 @@ class AtomicGraph(_Batch):
         Raises:
             DataError: non-finite positions, singular periodic cell, overlapping atoms;
                 the message names the structure (``atoms.info["source"]`` when present).
+
         """
         frames = [atoms] if isinstance(atoms, Atoms) else list(atoms)
         if not frames:
@@ -258,6 +262,7 @@ class Targets(_Batch):
         charges: ``(n_atoms,)`` e, reference partial charges.
         weight: ``(n_systems,)`` per-structure loss weight.
         has_energy, has_forces, has_stress, has_charges: ``(n_systems,)`` bool masks.
+
     """
 
     energy: torch.Tensor
@@ -345,6 +350,7 @@ def collate(parts: Sequence[T]) -> T:
 
     Returns:
         One batch holding every structure of ``parts`` in order.
+
     """
     if not parts:
         raise DataError("cannot collate an empty list of structures")

@@ -48,6 +48,7 @@ def neighbor_list(
 
     Raises:
         DataError: non-finite positions, or a periodic direction with a degenerate cell.
+
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be positive (Å), got {cutoff}")

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 
 from nnip.errors import ConfigError
-from nnip.models.potential import Potential, PotentialOutput, ScaleShift
+from nnip.models.potential import Potential, PotentialOutput, Scaled
 from nnip.models.schnet import SchNet, SchNetConfig
 from nnip.nn.embedding import TypeMap
 from nnip.physics.reference import ReferenceEnergies
 
-__all__ = ["MODELS", "build", "Potential", "PotentialOutput", "ScaleShift"]
+__all__ = ["MODELS", "build", "Potential", "PotentialOutput", "Scaled"]
 
 MODELS: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "schnet": (SchNetConfig, SchNet),
@@ -34,6 +34,7 @@ def make_config(name: str, values: Mapping[str, Any]) -> Any:
     Raises:
         ConfigError: unknown architecture or key (with a did-you-mean suggestion), or a
             value out of range.
+
     """
     if name not in MODELS:
         hint = difflib.get_close_matches(name, MODELS, n=1)
@@ -60,7 +61,6 @@ def build(
     dtype: torch.dtype = torch.float64,
     e0: Mapping[str, float] | None = None,
     scale: float = 1.0,
-    shift: float = 0.0,
     seed: int | None = 0,
     **config: Any,
 ) -> Potential:
@@ -74,13 +74,13 @@ def build(
         e0: per-element reference energies in eV (default zeros; see
             `nnip.physics.fit_reference_energies`).
         scale: energy scale of the learned term in eV.
-        shift: per-atom energy shift of the learned term in eV.
         seed: seed for weight initialisation (global RNG state is left untouched);
             ``None`` uses the current global RNG.
         **config: hyperparameters of the architecture's config dataclass.
 
     Returns:
         A `Potential` with terms ``reference`` and ``name``.
+
     """
     if not cutoff > 0:
         raise ConfigError(f"cutoff must be > 0 Å, got {cutoff}")
@@ -95,7 +95,7 @@ def build(
             torch.manual_seed(seed)
         learned = module_cls(type_map, cutoff, cfg)
     spec = {"arch": name, "config": dataclasses.asdict(cfg), "elements": type_map.symbols,
-            "cutoff": float(cutoff), "scale": float(scale), "shift": float(shift)}
-    potential = Potential({"reference": reference, name: ScaleShift(learned, scale, shift)},
+            "cutoff": float(cutoff), "scale": float(scale)}
+    potential = Potential({"reference": reference, name: Scaled(learned, scale)},
                           type_map, cutoff, spec)
     return potential.to(dtype)

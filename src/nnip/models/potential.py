@@ -27,7 +27,7 @@ from torch import nn
 from nnip.data.graph import AtomicGraph, replace
 from nnip.nn.embedding import TypeMap
 
-__all__ = ["Potential", "PotentialOutput", "ScaleShift"]
+__all__ = ["Potential", "PotentialOutput", "Scaled"]
 
 
 @dataclass
@@ -41,6 +41,7 @@ class PotentialOutput:
         stress: ``(n_systems, 3, 3)`` eV/Å^3 (ASE sign), NaN for structures without a
             volume (non-periodic); ``None`` when not requested.
         virial: ``(n_systems, 3, 3)`` eV, ``-dE/dε``; ``None`` when not requested.
+
     """
 
     energy: torch.Tensor
@@ -50,28 +51,29 @@ class PotentialOutput:
     virial: torch.Tensor | None = None
 
 
-class ScaleShift(nn.Module):
-    """Energy term ``scale * term(graph) + shift`` with fixed (data-derived) scale/shift.
+class Scaled(nn.Module):
+    """Energy term ``scale * term(graph)`` with a fixed (data-derived) scale in eV.
 
     Lets a learned term output numbers of order one while the energies it models are of
-    the data's scale (e.g. the RMS force), as in SchNetPack and MACE.
+    the data's scale (e.g. the RMS force times a length), as in SchNetPack and MACE. There
+    is deliberately no shift: a constant per-atom energy is what the per-element reference
+    energies are for, and keeping it there keeps E(isolated atom) = E0.
 
     Args:
         term: an energy term ``graph -> (n_atoms,)``.
         scale: energy scale in eV.
-        shift: per-atom energy shift in eV.
+
     """
 
-    def __init__(self, term: nn.Module, scale: float = 1.0, shift: float = 0.0) -> None:
+    def __init__(self, term: nn.Module, scale: float = 1.0) -> None:
         super().__init__()
         self.term = term
         self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
-        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.float64))
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in eV."""
         out = self.term(graph)
-        return out * self.scale.to(out.dtype) + self.shift.to(out.dtype)
+        return out * self.scale.to(out.dtype)
 
 
 class Potential(nn.Module):
@@ -83,6 +85,7 @@ class Potential(nn.Module):
         cutoff: neighbour-list cutoff in Å that graphs passed in must have been built with.
         spec: how to rebuild this potential (architecture name and resolved config);
             stored in model files.
+
     """
 
     def __init__(self, terms: Mapping[str, nn.Module], type_map: TypeMap, cutoff: float,
@@ -136,6 +139,7 @@ class Potential(nn.Module):
 
         Raises:
             ModelError: the graph contains an element the potential does not know.
+
         """
         self.type_map.check(graph.atomic_numbers)
         with torch.enable_grad():
@@ -197,6 +201,7 @@ class Potential(nn.Module):
             atoms: one structure or a list.
             compute_forces: return forces.
             compute_stress: return stress (needs periodic structures).
+
         """
         graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
         return self(graph, compute_forces=compute_forces, compute_stress=compute_stress)

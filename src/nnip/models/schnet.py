@@ -1,8 +1,8 @@
 """SchNet: invariant message passing with continuous-filter convolutions.
 
 K. T. Schütt, P.-J. Kindermans, H. E. Sauceda, S. Chmiela, A. Tkatchenko,
-K.-R. Müller, "SchNet: A continuous-filter convolutional neural network for modeling
-quantum interactions", NeurIPS 2017; and K. T. Schütt et al., "SchNet – A deep
+K.-R. Müller, "SchNet: A continuous-filter convolutional neural network for
+modeling quantum interactions", NeurIPS 2017; and K. T. Schütt et al., "SchNet – A deep
 learning architecture for molecules and materials", J. Chem. Phys. 148, 241722 (2018).
 
 Per atom: an element embedding x_i; then ``n_interactions`` residual updates
@@ -12,9 +12,10 @@ Per atom: an element embedding x_i; then ``n_interactions`` residual updates
 
 and a per-atom readout MLP giving the atomic energy, minus the readout of an isolated
 atom of the same element (so that the term vanishes for isolated atoms and the
-per-element reference energies are the isolated-atom energies of the potential). Only distances enter, so the energy
-is invariant to rotations, reflections, translations and permutations; the envelope
-f_cut makes it smooth where neighbours cross the cutoff.
+per-element reference energies are the isolated-atom energies of the potential).
+Only distances enter, so the energy is invariant to rotations, reflections,
+translations and permutations; the envelope f_cut makes it smooth where neighbours
+cross the cutoff.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SchNetConfig:
         activation: ``ssp`` (shifted softplus, published), ``silu`` or ``tanh``.
         avg_num_neighbors: messages are divided by this (data-derived), which keeps
             feature magnitudes of order one whatever the density.
+
     """
 
     n_features: int = 128
@@ -91,6 +93,7 @@ class CFConv(nn.Module):
     Shapes:
         ``x (n_atoms, n_features), basis (n_edges, n_basis), envelope (n_edges,),
         edge_index (2, n_edges) -> (n_atoms, n_features)``.
+
     """
 
     def __init__(self, n_features: int, n_filters: int, n_basis: int, activation: str,
@@ -117,13 +120,15 @@ class CFConv(nn.Module):
 
 
 class SchNet(nn.Module):
-    """SchNet energy term: ``graph -> per-atom energy (n_atoms,)`` in model units (eV
-    after `ScaleShift`).
+    """SchNet energy term: ``graph -> per-atom energy (n_atoms,)``.
+
+    Outputs are of order one; `Scaled` turns them into eV.
 
     Args:
         type_map: the model's elements.
         cutoff: radial cutoff in Å.
         config: hyperparameters.
+
     """
 
     def __init__(self, type_map: TypeMap, cutoff: float, config: SchNetConfig) -> None:

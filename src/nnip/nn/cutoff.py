@@ -23,6 +23,7 @@ class CosineCutoff(nn.Module):
 
     Args:
         cutoff: r_cut in Å.
+
     """
 
     def __init__(self, cutoff: float) -> None:
@@ -45,6 +46,7 @@ class PolynomialCutoff(nn.Module):
     Args:
         cutoff: r_cut in Å.
         p: polynomial order (default 6, as NequIP and MACE use).
+
     """
 
     def __init__(self, cutoff: float, p: int = 6) -> None:

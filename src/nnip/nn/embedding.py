@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from ase.data import atomic_numbers as _Z, chemical_symbols
+from ase.data import atomic_numbers as _Z
+from ase.data import chemical_symbols
 from torch import nn
 
 from nnip.errors import ModelError
@@ -18,6 +19,7 @@ def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:
 
     Raises:
         ModelError: an unknown symbol or number outside 1..118.
+
     """
     out = set()
     for e in elements:
@@ -43,6 +45,7 @@ class TypeMap(nn.Module):
 
     Shapes:
         ``(n_atoms,)`` int64 Z -> ``(n_atoms,)`` int64 type index.
+
     """
 
     def __init__(self, atomic_numbers: Sequence[int | str]) -> None:

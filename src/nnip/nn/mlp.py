@@ -40,6 +40,7 @@ class MLP(nn.Sequential):
 
     Shapes:
         ``(..., n_in) -> (..., n_out)``.
+
     """
 
     def __init__(self, sizes: Sequence[int], activation: str = "silu",

@@ -19,6 +19,7 @@ class GaussianBasis(nn.Module):
     Args:
         cutoff: r_cut in Å.
         n_basis: number of Gaussians.
+
     """
 
     def __init__(self, cutoff: float, n_basis: int) -> None:
@@ -43,6 +44,7 @@ class BesselBasis(nn.Module):
         cutoff: r_cut in Å.
         n_basis: number of basis functions.
         trainable: learn the frequencies (as NequIP does).
+
     """
 
     def __init__(self, cutoff: float, n_basis: int, trainable: bool = False) -> None:

@@ -1,5 +1,7 @@
-"""Fixed-form physics energy terms (reference energies; repulsion, dispersion and
-electrostatics come in later releases)."""
+"""Fixed-form physics energy terms.
+
+Per-element reference energies now; repulsion, dispersion and electrostatics follow.
+"""
 
 from nnip.physics.reference import ReferenceEnergies, fit_reference_energies
 

@@ -35,6 +35,7 @@ class ReferenceEnergies(nn.Module):
 
     Shapes:
         ``graph -> (n_atoms,)`` float64, eV.
+
     """
 
     def __init__(self, type_map: TypeMap, e0: Sequence[float] | None = None) -> None:
@@ -82,12 +83,14 @@ def fit_reference_energies(
     Args:
         frames: structures with an energy label (``atoms.get_potential_energy()``, eV).
         elements: element symbols in the model's order.
+        rcond: cut-off ratio for small singular values, passed to `numpy.linalg.lstsq`.
 
     Returns:
         ``{symbol: E0}`` in eV.
 
     Raises:
         DataError: no frame has an energy, or a frame has an element not in ``elements``.
+
     """
     index = {s: k for k, s in enumerate(elements)}
     rows, energies = [], []
