@@ -7,7 +7,7 @@ traceback from deep inside torch to find the bad frame.
 
 from __future__ import annotations
 
-__all__ = ["NNIPError", "DataError", "ModelError", "ConfigError"]
+__all__ = ["NNIPError", "DataError", "ModelError", "ConfigError", "TrainingError"]
 
 
 class NNIPError(Exception):
@@ -55,3 +55,7 @@ class ModelError(NNIPError, ValueError):
 
 class ConfigError(NNIPError, ValueError):
     """A configuration value is unknown, out of range or inconsistent."""
+
+
+class TrainingError(NNIPError, RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""

@@ -66,7 +66,7 @@ def test_targets_masks_for_missing_labels():
 
 def test_overlapping_atoms_are_an_error():
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [0.01, 0, 0]], cell=np.eye(3) * 5, pbc=True)
-    atoms.info.update(source="bad.xyz", source_index=7)
+    atoms.info.update(source="bad.xyz", frame_index=7)
     with pytest.raises(DataError, match="bad.xyz, structure 7, field 'positions'.*on top"):
         AtomicGraph.from_atoms(atoms, cutoff=3.0)
 

@@ -211,8 +211,9 @@ class AtomicGraph(_Batch):
 
 def _frame_origin(atoms: Atoms, k: int) -> tuple[str | None, int]:
     source = atoms.info.get("source")
-    return (str(source) if source is not None else None,
-            int(atoms.info.get("source_index", k)) if source is not None else k)
+    # "frame_index" is the frame's index in its file (set by `nnip.data.read`);
+    # "source_index" in curated data sets points to an upstream source instead.
+    return (str(source) if source is not None else None, int(atoms.info.get("frame_index", k)))
 
 
 def _single_graph(atoms: Atoms, k: int, cutoff: float, min_distance: float) -> AtomicGraph:

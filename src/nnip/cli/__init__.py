@@ -1,0 +1,1 @@
+"""Command-line interface: ``nnip <command>``; see `nnip.cli.main`."""

@@ -1,0 +1,77 @@
+"""Training loss: a weighted sum of per-property terms with per-structure weights.
+
+    L = w_E <(ΔE / N)^2> + w_F <ΔF^2> + w_S <Δσ^2>
+
+averaged over the structures (energy, stress; weighted by their weights) or force
+components (weighted by their structure's weight) that *have* the label; a structure
+without a label does not enter that term. ``huber`` replaces the square by the Huber
+function with threshold ``delta``. Masks are applied by selection, never by multiplying
+by zero, so a NaN in a missing label can never leak into the loss.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nnip.config import LossConfig
+from nnip.data.graph import AtomicGraph, Targets
+from nnip.models.potential import PotentialOutput
+
+__all__ = ["Loss"]
+
+
+class Loss:
+    """Weighted energy-per-atom, force and stress loss.
+
+    Args:
+        config: weights and kind (`LossConfig`).
+    """
+
+    def __init__(self, config: LossConfig) -> None:
+        self.config = config
+
+    def _penalty(self, diff: torch.Tensor) -> torch.Tensor:
+        if self.config.kind == "huber":
+            return torch.nn.functional.huber_loss(diff, torch.zeros_like(diff), reduction="none",
+                                                  delta=self.config.huber_delta)
+        return diff**2
+
+    @staticmethod
+    def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        total = weights.sum()
+        return (values * weights).sum() / total.clamp_min(1e-12)
+
+    def __call__(self, out: PotentialOutput, targets: Targets, graph: AtomicGraph
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss (scalar tensor) and the value of each term.
+
+        Args:
+            out: predictions (`Potential` called with ``training=True``).
+            targets: labels of the same batch.
+            graph: the batch (for atom counts and the atom-to-structure map).
+        """
+        c = self.config
+        n_atoms = graph.atoms_per_system.to(out.energy.dtype)
+        total = out.energy.new_zeros(())
+        parts: dict[str, float] = {}
+        if c.energy_weight > 0 and bool(targets.has_energy.any()):
+            sel = targets.has_energy
+            diff = (out.energy[sel] - targets.energy[sel]) / n_atoms[sel]  # (n_sel,) eV/atom
+            term = self._weighted_mean(self._penalty(diff), targets.weight[sel])
+            total = total + c.energy_weight * term
+            parts["energy"] = float(term.detach())
+        if c.forces_weight > 0 and out.forces is not None and bool(targets.has_forces.any()):
+            atom_sel = targets.has_forces[graph.system_idx]  # (n_atoms,)
+            diff = out.forces[atom_sel] - targets.forces[atom_sel]  # (n_sel, 3) eV/Å
+            w = targets.weight[graph.system_idx][atom_sel].unsqueeze(-1).expand_as(diff)
+            term = self._weighted_mean(self._penalty(diff), w)
+            total = total + c.forces_weight * term
+            parts["forces"] = float(term.detach())
+        if c.stress_weight > 0 and out.stress is not None and bool(targets.has_stress.any()):
+            sel = targets.has_stress
+            diff = out.stress[sel] - targets.stress[sel]  # (n_sel, 3, 3) eV/Å^3
+            w = targets.weight[sel][:, None, None].expand_as(diff)
+            term = self._weighted_mean(self._penalty(diff), w)
+            total = total + c.stress_weight * term
+            parts["stress"] = float(term.detach())
+        return total, parts

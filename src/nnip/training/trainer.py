@@ -1,0 +1,484 @@
+"""Fit a potential from a `Config`: ``nnip train config.yaml`` or ``nnip.train(config)``.
+
+One run lives in one directory: the resolved config (``config.yaml``), an atomic
+checkpoint (``checkpoint.pt``), a CSV log (``log.csv``), plots, and the model file. A
+run that is killed resumes from its last checkpoint when started again with the same
+config and directory, and reproduces the uninterrupted run exactly (same seed, same
+sampler order, same optimizer state).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from ase import Atoms
+
+from nnip.config import Config, config_from_dict, config_to_dict, load_config
+from nnip.data.datasets import StructureDataset
+from nnip.data.io import read
+from nnip.data.stats import energy_scale
+from nnip.errors import ConfigError, TrainingError
+from nnip.models import MODELS, build
+from nnip.models.potential import Potential
+from nnip.physics.reference import fit_reference_energies
+from nnip.training.checkpoint import load_checkpoint, save_atomic
+from nnip.training.loss import Loss
+
+__all__ = ["train", "TrainResult", "prepare"]
+
+CHECKPOINT = "checkpoint.pt"
+# Settings that may change when a run is resumed (they do not change its past).
+_RESUMABLE = {"epochs", "time_limit_min", "checkpoint_every", "threads", "device",
+              "early_stopping_patience"}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        model: the trained potential (best EMA weights).
+        model_path: the saved model file.
+        run_dir: the run directory.
+        history: one dict per epoch (losses, validation errors, learning rate).
+        errors: validation and test error tables (see `nnip.validate.errors.error_table`).
+        config: the resolved config.
+    """
+
+    model: Potential
+    model_path: Path
+    run_dir: Path
+    history: list[dict[str, Any]]
+    errors: dict[str, Any]
+    config: Config
+
+
+@dataclass
+class _Splits:
+    train: list[Atoms]
+    validation: list[Atoms]
+    test: list[Atoms]
+
+
+def _read_all(files: Sequence[str], config: Config) -> list[Atoms]:
+    frames: list[Atoms] = []
+    d = config.data
+    for f in files:
+        frames += read(f, energy_key=d.energy_key, forces_key=d.forces_key,
+                       stress_key=d.stress_key, weight_key=d.weight_key)
+    return frames
+
+
+def _split(config: Config) -> _Splits:
+    d = config.data
+    train = _read_all(d.train, config)
+    validation = _read_all(d.validation, config)
+    test = _read_all(d.test, config)
+    order = np.random.default_rng(d.split_seed).permutation(len(train))
+    n_val = 0 if validation else int(round(d.validation_fraction * len(train)))
+    n_test = 0 if test else int(round(d.test_fraction * len(train)))
+    if not validation and n_val == 0 and len(train) > 1:
+        n_val = 1
+    held_val, held_test = order[:n_val], order[n_val:n_val + n_test]
+    keep = order[n_val + n_test:]
+    validation = validation or [train[i] for i in sorted(held_val)]
+    test = test or [train[i] for i in sorted(held_test)]
+    train = [train[i] for i in sorted(keep)]
+    if not train:
+        raise ConfigError("no training structures left after holding out validation/test")
+    return _Splits(train, validation, test)
+
+
+def prepare(config: Config, splits: _Splits) -> Config:
+    """Fill data-derived values (E0, scale, average neighbour count) into the config."""
+    resolved = copy.deepcopy(config)
+    m = resolved.model
+    elements = sorted({s for a in splits.train + splits.validation + splits.test
+                       for s in a.get_chemical_symbols()})
+    if not m.e0:
+        m.e0 = fit_reference_energies(splits.train, elements)
+    missing = [s for s in elements if s not in m.e0]
+    if missing:
+        raise ConfigError(f"model.e0 has no value for element(s) {missing}")
+    if m.scale == 0:
+        m.scale = energy_scale(splits.train, m.e0)
+    config_cls = MODELS[m.arch][0] if m.arch in MODELS else None
+    if config_cls is not None and "avg_num_neighbors" in config_cls.__dataclass_fields__ \
+            and "avg_num_neighbors" not in m.params:
+        sample = splits.train[: min(len(splits.train), 200)]
+        m.params["avg_num_neighbors"] = StructureDataset(sample, m.cutoff).average_num_neighbors()
+    return resolved
+
+
+def _build_model(config: Config, device: torch.device) -> Potential:
+    m = config.model
+    dtype = torch.float64 if m.dtype == "float64" else torch.float32
+    model = build(m.arch, elements=sorted(m.e0), cutoff=m.cutoff, dtype=dtype, e0=m.e0,
+                  scale=m.scale, seed=config.train.seed, **m.params)
+    return model.to(device)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+class _Run:
+    """State of one training run (model, optimizer, counters) and its loop."""
+
+    def __init__(self, config: Config, splits: _Splits, run_dir: Path, progress: bool) -> None:
+        self.config, self.splits, self.run_dir, self.progress = config, splits, run_dir, progress
+        t = config.train
+        self.device = _device(t.device)
+        self.model = _build_model(config, self.device)
+        self.ema = copy.deepcopy(self.model)
+        self.best_state = {k: v.clone() for k, v in self.ema.state_dict().items()}
+        self.dtype = self.model.model_dtype
+        self.train_set = StructureDataset(splits.train, config.model.cutoff, progress=progress)
+        self.val_set = StructureDataset(splits.validation, config.model.cutoff) \
+            if splits.validation else None
+        self.loss = Loss(config.loss)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr,
+                                           weight_decay=t.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_set) / t.batch_size)
+        self.scheduler = self._make_scheduler()
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best_val, self.stale_epochs = math.inf, 0
+        self.history: list[dict[str, Any]] = []
+        self.running: list[float] = []  # training losses of the current epoch so far
+        self.elapsed = 0.0
+        self.use_stress = config.data.use_stress and config.loss.stress_weight > 0
+
+    def _make_scheduler(self) -> Any:
+        t = self.config.train
+        if t.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=t.plateau_factor, patience=t.plateau_patience,
+                min_lr=t.min_lr)
+        if t.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=t.epochs * self.steps_per_epoch, eta_min=t.min_lr)
+        return None
+
+    # -------------------------------------------------------------- checkpointing
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly."""
+        return {
+            "format": "nnip-checkpoint", "format_version": 1,
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+            "best": self.best_state, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "best_val": self.best_val, "stale_epochs": self.stale_epochs,
+            "history": self.history, "running": self.running, "elapsed": self.elapsed,
+            "rng": torch.random.get_rng_state(),
+        }
+
+    def save(self) -> None:
+        save_atomic(self.state(), self.run_dir / CHECKPOINT)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint written by `state`."""
+        old = state["config"]
+        new = config_to_dict(self.config)
+        for section in ("data", "model", "loss", "train"):
+            for key, value in new[section].items():
+                if section == "train" and key in _RESUMABLE:
+                    continue
+                if old[section].get(key) != value:
+                    raise ConfigError(
+                        f"{self.run_dir / CHECKPOINT} was written with {section}.{key} = "
+                        f"{old[section].get(key)!r}, now {value!r}; use a new output.run_dir "
+                        "or delete the checkpoint to start afresh")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.best_state = state["best"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for key in ("step", "epoch", "batch_in_epoch", "best_val", "stale_epochs", "history",
+                    "running", "elapsed"):
+            setattr(self, key, state[key])
+        torch.random.set_rng_state(state["rng"])
+
+    # ------------------------------------------------------------------- training
+    def _order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.config.train.seed * 100_003 + epoch)
+        return torch.randperm(len(self.train_set), generator=g).tolist()
+
+    def _train_step(self, indices: Sequence[int]) -> dict[str, float]:
+        graph, targets = self.train_set.batch(indices, self.device, torch.float64)
+        stress = self.use_stress and bool(targets.has_stress.any())
+        self.model.train()
+        out = self.model(graph, compute_forces=True, compute_stress=stress, training=True)
+        loss, parts = self.loss(out, targets, graph)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {float(loss)} at step {self.step} (epoch {self.epoch}); the last "
+                f"good checkpoint is kept in {self.run_dir / CHECKPOINT}. Lower train.lr, "
+                "raise train.grad_clip, or check the data for outliers")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t = self.config.train
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            self.scheduler.step()
+        self._update_ema()
+        self.step += 1
+        return {"loss": float(loss.detach()), **parts}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.train.ema_decay
+        decay = min(decay, (1.0 + self.step) / (10.0 + self.step))  # warm-up
+        for p_ema, p in zip(self.ema.parameters(), self.model.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+
+    def validate(self) -> dict[str, float]:
+        """Loss and MAEs of the EMA model on the validation set."""
+        if self.val_set is None:
+            return {}
+        self.ema.eval()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        n = len(self.val_set)
+        bs = self.config.train.batch_size
+        total_loss = 0.0
+        for start in range(0, n, bs):
+            idx = list(range(start, min(start + bs, n)))
+            graph, targets = self.val_set.batch(idx, self.device, torch.float64)
+            stress = self.use_stress and bool(targets.has_stress.any())
+            out = self.ema(graph, compute_forces=True, compute_stress=stress)
+            loss, _ = self.loss(out, targets, graph)
+            total_loss += float(loss) * len(idx)
+            _accumulate_mae(out, targets, graph, sums, counts)
+        metrics = {f"val_{k}_mae": sums[k] / counts[k] for k in sums}
+        metrics["val_loss"] = total_loss / n
+        return metrics
+
+    def run(self) -> None:
+        """Train until the epoch budget, early stopping or the time limit."""
+        t = self.config.train
+        start_time = time.monotonic() - self.elapsed
+        bar = _Bar(self.progress, total=t.epochs * self.steps_per_epoch, done=self.step)
+        try:
+            while self.epoch < t.epochs:
+                order = self._order(self.epoch)
+                while self.batch_in_epoch < self.steps_per_epoch:
+                    k = self.batch_in_epoch
+                    parts = self._train_step(order[k * t.batch_size:(k + 1) * t.batch_size])
+                    self.running.append(parts["loss"])
+                    self.batch_in_epoch += 1
+                    self.elapsed = time.monotonic() - start_time
+                    bar.advance(f"epoch {self.epoch + 1}/{t.epochs} loss {parts['loss']:.4g}")
+                    if self.step % t.checkpoint_every == 0:
+                        self.save()
+                stop = self._end_epoch(bar)
+                self.elapsed = time.monotonic() - start_time
+                self.save()
+                if stop or (t.time_limit_min and self.elapsed > 60 * t.time_limit_min):
+                    break
+        finally:
+            bar.close()
+
+    def _end_epoch(self, bar: _Bar) -> bool:
+        t = self.config.train
+        metrics = self.validate()
+        row = {"epoch": self.epoch + 1, "step": self.step,
+               "lr": self.optimizer.param_groups[0]["lr"],
+               "train_loss": float(np.mean(self.running)),
+               "time_s": round(self.elapsed, 2), **metrics}
+        val = metrics.get("val_loss", row["train_loss"])
+        improved = val is not None and val < self.best_val
+        if improved:
+            self.best_val, self.stale_epochs = val, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+        else:
+            self.stale_epochs += 1
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val)
+        self.history.append(row)
+        _write_csv(self.history, self.run_dir / "log.csv")
+        bar.log(_format_row(row, improved))
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.running = []
+        return bool(t.early_stopping_patience and self.stale_epochs >= t.early_stopping_patience)
+
+
+def _accumulate_mae(out: Any, targets: Any, graph: Any, sums: dict[str, float],
+                    counts: dict[str, int]) -> None:
+    n_atoms = graph.atoms_per_system.to(torch.float64)
+    sel = targets.has_energy
+    if bool(sel.any()):
+        err = ((out.energy[sel] - targets.energy[sel]) / n_atoms[sel]).abs()
+        sums["energy"] = sums.get("energy", 0.0) + float(err.sum())
+        counts["energy"] = counts.get("energy", 0) + int(sel.sum())
+    atom_sel = targets.has_forces[graph.system_idx]
+    if bool(atom_sel.any()):
+        err = (out.forces[atom_sel] - targets.forces[atom_sel]).abs()
+        sums["forces"] = sums.get("forces", 0.0) + float(err.sum())
+        counts["forces"] = counts.get("forces", 0) + err.numel()
+    if out.stress is not None and bool(targets.has_stress.any()):
+        err = (out.stress[targets.has_stress] - targets.stress[targets.has_stress]).abs()
+        sums["stress"] = sums.get("stress", 0.0) + float(err.sum())
+        counts["stress"] = counts.get("stress", 0) + err.numel()
+
+
+def _format_row(row: Mapping[str, Any], improved: bool) -> str:
+    text = f"epoch {row['epoch']:>4}  loss {row['train_loss']:.4g}"
+    for key, unit, factor in (("val_energy_mae", "meV/atom", 1e3), ("val_forces_mae", "meV/Å", 1e3),
+                              ("val_stress_mae", "meV/Å³", 1e3)):
+        if row.get(key) is not None:
+            text += f"  {key[4:-4]} MAE {row[key] * factor:.2f} {unit}"
+    text += f"  lr {row['lr']:.2e}  {row['time_s']:.0f}s"
+    return text + ("  *" if improved else "")
+
+
+def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
+class _Bar:
+    """A rich progress bar on a terminal; plain epoch lines otherwise."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.live = enabled and self.console.is_terminal
+        self.enabled = enabled
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TextColumn("{task.completed}/{task.total} steps"),
+                                     TimeRemainingColumn(), console=self.console)
+            self.task = self.progress.add_task("training", total=total, completed=done)
+            self.progress.start()
+
+    def advance(self, description: str) -> None:
+        if self.live:
+            self.progress.update(self.task, advance=1, description=description)
+
+    def log(self, text: str) -> None:
+        if self.live:
+            self.progress.console.print(text)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            self.progress.stop()
+
+
+def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequence[str] = (),
+          resume: bool = True, progress: bool = True) -> TrainResult:
+    """Train a potential as described by ``config``.
+
+    Args:
+        config: a `Config`, a nested dict, or a YAML file path.
+        overrides: ``section.key=value`` strings applied on top (file configs only).
+        resume: continue from ``run_dir/checkpoint.pt`` when it exists (default); with
+            ``False`` an existing checkpoint is an error.
+        progress: show progress and per-epoch lines.
+
+    Returns:
+        `TrainResult` with the trained model (best EMA weights) and where it was saved.
+    """
+    if isinstance(config, (str, Path)):
+        config = load_config(config, overrides)
+    elif isinstance(config, Mapping):
+        config = config_from_dict(config)
+    config.check()
+    run_dir = Path(config.output.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    splits = _split(config)
+    resolved = prepare(config, splits)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(resolved),
+                                                        sort_keys=False))
+    if progress:
+        _show_start(resolved, splits, run_dir)
+    if resolved.train.threads > 0:
+        torch.set_num_threads(resolved.train.threads)
+    runner = _Run(resolved, splits, run_dir, progress)
+    checkpoint = run_dir / CHECKPOINT
+    if checkpoint.exists():
+        if not resume:
+            raise ConfigError(f"{checkpoint} exists; resume or choose a new output.run_dir")
+        runner.restore(load_checkpoint(checkpoint))
+        if progress:
+            print(f"resuming from {checkpoint} at step {runner.step} (epoch "
+                  f"{runner.epoch + 1})", file=sys.stderr)
+    runner.run()
+    return _finish(runner)
+
+
+def _show_start(config: Config, splits: _Splits, run_dir: Path) -> None:
+    m = config.model
+    print(f"nnip train: {len(splits.train)} train / {len(splits.validation)} validation / "
+          f"{len(splits.test)} test structures -> {run_dir}", file=sys.stderr)
+    e0 = ", ".join(f"{k} {v:.4f}" for k, v in m.e0.items())
+    print(f"  model {m.arch} cutoff {m.cutoff} Å, E0 [eV]: {e0}; scale {m.scale:.4g} eV; "
+          f"params {m.params}", file=sys.stderr)
+
+
+def _finish(runner: _Run) -> TrainResult:
+    from nnip.export.model_file import data_fingerprint, save_model
+    from nnip.validate.errors import evaluate, plot_learning_curves
+
+    config, run_dir = runner.config, runner.run_dir
+    model = runner.ema
+    model.load_state_dict(runner.best_state)
+    model.eval()
+    path = run_dir / config.output.model_file
+    save_model(model, path, training_config=config_to_dict(config),
+               license=config.output.license,
+               provenance={"training_data": data_fingerprint(runner.splits.train),
+                           "train_steps": runner.step, "train_epochs": runner.epoch,
+                           "train_time_s": round(runner.elapsed, 1)})
+    errors: dict[str, Any] = {}
+    out_dir = run_dir if config.output.plots else None
+    for name, frames in (("validation", runner.splits.validation), ("test", runner.splits.test)):
+        if frames:
+            errors[name] = evaluate(model, frames, out_dir, name=name, progress=False,
+                                    batch_size=config.train.batch_size)
+    if config.output.plots and runner.history:
+        plot_learning_curves(runner.history, run_dir / "learning_curves.png")
+    if runner.progress:
+        _show_end(errors, path)
+    return TrainResult(model=model, model_path=path, run_dir=run_dir, history=runner.history,
+                       errors=errors, config=config)
+
+
+def _show_end(errors: Mapping[str, Any], path: Path) -> None:
+    from nnip.validate.errors import format_error_table
+
+    for name, table in errors.items():
+        print(f"\n{name} errors:\n{format_error_table(table)}", file=sys.stderr)
+    print(f"\nmodel written to {path}", file=sys.stderr)
