@@ -19,5 +19,16 @@ from nnip.models.potential import Potential, PotentialOutput
 
 __version__ = "0.1.0"
 
+
+def train(config, **kwargs):  # noqa: ANN001, ANN201 - documented in nnip.training.train
+    """Train a potential from a config (file path, dict or `nnip.config.Config`).
+
+    See `nnip.training.train` for the arguments; returns a `nnip.training.TrainResult`.
+    """
+    from nnip.training import train as _train
+
+    return _train(config, **kwargs)
+
+
 __all__ = ["AtomicGraph", "NNIPCalculator", "Potential", "PotentialOutput", "Targets",
-           "data", "models", "__version__"]
+           "data", "models", "train", "__version__"]

@@ -270,6 +270,11 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
+    if hint is float and isinstance(value, str):
+        try:  # PyYAML (YAML 1.1) reads 5e-4 without a dot as a string
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected float, got {value!r}") from None
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 hint is int and isinstance(value, float) and not value.is_integer()):

@@ -7,7 +7,7 @@ traceback from deep inside torch to find the bad frame.
 
 from __future__ import annotations
 
-__all__ = ["NNIPError", "DataError", "ModelError", "ConfigError", "TrainingError"]
+__all__ = ["NNIPError", "DataError", "ModelError", "ModelFileError", "ConfigError", "TrainingError"]
 
 
 class NNIPError(Exception):
@@ -51,6 +51,13 @@ class DataError(NNIPError, ValueError):
 
 class ModelError(NNIPError, ValueError):
     """A model cannot handle the given input (e.g. an element it was not trained on)."""
+
+
+class ModelFileError(ModelError):
+    """A model file is missing, unreadable, foreign, too new, or does not match its model.
+
+    The message starts with the file's path and names the offending field.
+    """
 
 
 class ConfigError(NNIPError, ValueError):

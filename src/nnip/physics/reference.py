@@ -47,9 +47,11 @@ class ReferenceEnergies(nn.Module):
         self.register_buffer("e0", values)
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True):  # type: ignore[override]
-        # Follow device moves but never the dtype cast of `model.to(torch.float32)`.
+        # Follow device moves but never the dtype cast of `model.to(torch.float32)`:
+        # keep the float64 values and take only the new device.
+        e0 = self.e0
         super()._apply(fn, recurse)
-        self.e0 = self.e0.to(dtype=torch.float64)
+        self.e0 = e0.to(device=self.e0.device)
         return self
 
     def set(self, values: Mapping[str, float]) -> None:

@@ -229,7 +229,8 @@ class _Run:
         loss, parts = self.loss(out, targets, graph)
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"loss became {float(loss)} at step {self.step} (epoch {self.epoch}); the last "
+                f"loss became {float(loss.detach())} at step {self.step} (epoch {self.epoch}); "
+                "the last "
                 f"good checkpoint is kept in {self.run_dir / CHECKPOINT}. Lower train.lr, "
                 "raise train.grad_clip, or check the data for outliers")
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,110 @@
+"""Training: it learns, it resumes exactly after SIGKILL, it stops cleanly on NaN."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nnip.errors import ConfigError, TrainingError
+from nnip.training import train
+from nnip.training.checkpoint import load_checkpoint
+
+from .conftest import small_config
+
+
+def test_loss_drops_and_outputs_are_written(emt_file, tmp_path):
+    config = small_config(emt_file, tmp_path / "run", epochs=12)
+    config["output"]["plots"] = True
+    config["output"]["license"] = "CC-BY-4.0"
+    result = train(config, progress=False)
+    history = result.history
+    assert len(history) == 12
+    assert history[-1]["train_loss"] < history[0]["train_loss"] / 5
+    for name in ("config.yaml", "log.csv", "checkpoint.pt", "model.nnip",
+                 "learning_curves.png", "test_parity.png", "test_errors.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0, name
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert set(resolved["model"]["e0"]) == {"Al", "Cu"}
+    assert resolved["model"]["scale"] > 0 and resolved["model"]["params"]["avg_num_neighbors"] > 1
+    assert "test" in result.errors and "validation" in result.errors
+
+
+def _weights(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoint.pt")["best"]
+
+
+def test_sigkill_and_resume_reproduce_the_uninterrupted_run(emt_file, tmp_path):
+    epochs = 6
+    reference = tmp_path / "reference"
+    train(small_config(emt_file, reference, epochs=epochs, checkpoint_every=2), progress=False)
+
+    killed = tmp_path / "killed"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(small_config(emt_file, killed, epochs=epochs,
+                                               checkpoint_every=2)))
+    cmd = [sys.executable, "-m", "nnip", "train", str(cfg), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(cmd, env=env)
+    checkpoint = killed / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if checkpoint.exists():
+            try:
+                step = load_checkpoint(checkpoint)["step"]
+            except TrainingError:
+                step = 0
+            if step >= 9:  # mid-run, partway through epoch 2 or later
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = load_checkpoint(checkpoint)
+    assert state["epoch"] < epochs, "the run finished before it could be killed"
+    # rerun the same command: it resumes
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = _weights(reference), _weights(killed)
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-12), key
+    ref_hist = load_checkpoint(reference / "checkpoint.pt")["history"]
+    new_hist = load_checkpoint(checkpoint)["history"]
+    assert [r["val_loss"] for r in ref_hist] == pytest.approx([r["val_loss"] for r in new_hist],
+                                                              rel=1e-10)
+
+
+def test_changed_config_refuses_to_resume(emt_file, tmp_path):
+    train(small_config(emt_file, tmp_path / "run", epochs=1), progress=False)
+    changed = small_config(emt_file, tmp_path / "run", epochs=2)
+    changed["train"]["lr"] = 1e-2
+    with pytest.raises(ConfigError, match="train.lr"):
+        train(changed, progress=False)
+    more = small_config(emt_file, tmp_path / "run", epochs=2)  # more epochs is fine
+    assert len(train(more, progress=False).history) == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(emt_file, tmp_path, monkeypatch):
+    from nnip.training import loss as loss_module
+
+    original = loss_module.Loss.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, out, targets, graph):
+        calls["n"] += 1
+        total, parts = original(self, out, targets, graph)
+        return (total * float("nan"), parts) if calls["n"] > 5 else (total, parts)
+
+    monkeypatch.setattr(loss_module.Loss, "__call__", poisoned)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError, match="loss became nan at step 5.*last good checkpoint"):
+        train(small_config(emt_file, run_dir, epochs=3, checkpoint_every=2), progress=False)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
