@@ -83,3 +83,14 @@ def test_dtype_and_device_options_do_not_touch_the_model(model):
     np.testing.assert_allclose(f32, atoms.get_forces(), atol=1e-5)
     with pytest.raises(ValueError, match="dtype must be one of"):
         NNIPCalculator(model, dtype="float16")
+
+
+def test_unknown_element_in_a_file_names_file_frame_and_field(model, tmp_path):
+    import ase.io
+
+    from nnip.data import read
+
+    frames = [bulk("Cu"), bulk("Ni"), bulk("Al")]
+    ase.io.write(tmp_path / "mixed.xyz", frames)
+    with pytest.raises(Exception, match=r"mixed.xyz, structure 2, field 'atomic_numbers'.*Al"):
+        model.predict(read(tmp_path / "mixed.xyz"))

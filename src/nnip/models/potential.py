@@ -22,9 +22,11 @@ from typing import Any
 
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
 from torch import nn
 
 from nnip.data.graph import AtomicGraph, replace
+from nnip.errors import DataError
 from nnip.nn.embedding import TypeMap
 
 __all__ = ["Potential", "PotentialOutput", "Scaled"]
@@ -188,6 +190,18 @@ class Potential(nn.Module):
             out.energy, out.energies = out.energy.detach(), out.energies.detach()
         return out
 
+    def check_elements(self, frames: Sequence[Atoms]) -> None:
+        """Raise `DataError` naming the first structure with an element the model lacks."""
+        known = set(self.type_map.atomic_numbers)
+        for k, atoms in enumerate(frames):
+            unknown = sorted(set(atoms.numbers.tolist()) - known)
+            if unknown:
+                names = [chemical_symbols[z] for z in unknown]
+                raise DataError(f"element(s) {names} not known to this model, which was made "
+                                f"for {self.elements}", source=atoms.info.get("source"),
+                                index=int(atoms.info.get("frame_index", k)),
+                                field="atomic_numbers")
+
     def predict(
         self,
         atoms: Atoms | Sequence[Atoms],
@@ -203,5 +217,7 @@ class Potential(nn.Module):
             compute_stress: return stress (needs periodic structures).
 
         """
-        graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
+        frames = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+        self.check_elements(frames)
+        graph = AtomicGraph.from_atoms(frames, self.cutoff, device=self.device)
         return self(graph, compute_forces=compute_forces, compute_stress=compute_stress)

@@ -162,6 +162,7 @@ class _Run:
         self.running: list[float] = []  # training losses of the current epoch so far
         self.elapsed = 0.0
         self.use_stress = config.data.use_stress and config.loss.stress_weight > 0
+        self.tensorboard: Any = None
 
     def _make_scheduler(self) -> Any:
         t = self.config.train
@@ -279,6 +280,7 @@ class _Run:
         t = self.config.train
         start_time = time.monotonic() - self.elapsed
         bar = _Bar(self.progress, total=t.epochs * self.steps_per_epoch, done=self.step)
+        self.tensorboard = _open_tensorboard(self.run_dir)
         try:
             while self.epoch < t.epochs:
                 order = self._order(self.epoch)
@@ -298,6 +300,8 @@ class _Run:
                     break
         finally:
             bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
 
     def _end_epoch(self, bar: _Bar) -> bool:
         t = self.config.train
@@ -317,6 +321,10 @@ class _Run:
             self.scheduler.step(val)
         self.history.append(row)
         _write_csv(self.history, self.run_dir / "log.csv")
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, global_step=self.step)
         bar.log(_format_row(row, improved))
         self.epoch += 1
         self.batch_in_epoch = 0
@@ -351,6 +359,15 @@ def _format_row(row: Mapping[str, Any], improved: bool) -> str:
             text += f"  {key[4:-4]} MAE {row[key] * factor:.2f} {unit}"
     text += f"  lr {row['lr']:.2e}  {row['time_s']:.0f}s"
     return text + ("  *" if improved else "")
+
+
+def _open_tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer on ``run_dir/tensorboard`` when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
