@@ -52,7 +52,7 @@ def config_for(element: str, out: Path, minutes: float, arch: str, params: dict)
                  "validation_fraction": 0.1, "split_seed": 0},
         "model": {"arch": arch, "cutoff": 5.0, "params": params},
         "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
-        "train": {"epochs": 2000, "batch_size": 4, "lr": 2e-3, "scheduler": "plateau",
+        "train": {"epochs": 2000, "batch_size": 4, "lr": 3e-3, "scheduler": "plateau",
                   "plateau_patience": 15, "plateau_factor": 0.5, "min_lr": 1e-5,
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
                   "checkpoint_every": 500},

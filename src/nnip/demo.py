@@ -209,7 +209,7 @@ def run_demo(out_dir: str | Path = "nnip-demo", *, minutes: float = 2.0, n_struc
                  "split_seed": seed},
         "model": {"arch": "schnet", "cutoff": 4.5,
                   "params": {"n_features": 48, "n_interactions": 2, "n_basis": 20}},
-        "loss": {"energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 10.0},
+        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
         "train": {"epochs": 400, "batch_size": 4, "lr": 3e-3, "scheduler": "plateau",
                   "plateau_patience": 8, "ema_decay": 0.99, "seed": seed,
                   "time_limit_min": minutes, "checkpoint_every": 200},
