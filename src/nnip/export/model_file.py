@@ -30,7 +30,6 @@ import hashlib
 import os
 import platform
 import subprocess
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as _Z
 from ase.data import chemical_symbols
 
+from nnip._files import atomic_torch_save
 from nnip.errors import ConfigError, ModelFileError
 from nnip.models.potential import Potential
 from nnip.units import UNITS
@@ -108,7 +108,7 @@ def save_model(
         "training_config": _plain(training_config, "training_config", path),
         "license": None if license is None else str(license),
     }
-    _atomic_save(payload, path)
+    atomic_torch_save(payload, path)
     return path
 
 
@@ -185,33 +185,6 @@ def _git_state(package_dir: Path) -> tuple[str | None, bool | None]:
         return None, None
     status = _git(["status", "--porcelain", "--", "."], package_dir)
     return commit, None if status is None else bool(status)
-
-
-def _atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """`torch.save` to a temporary file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open with mode 0o666 lets the umask decide permissions, as open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (POSIX); not possible everywhere
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------- load

@@ -9,13 +9,12 @@ or the new checkpoint, never a torn one. It loads with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nnip._files import atomic_torch_save
 from nnip.errors import TrainingError
 
 __all__ = ["save_atomic", "load_checkpoint"]
@@ -23,20 +22,7 @@ __all__ = ["save_atomic", "load_checkpoint"]
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_torch_save(obj, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
