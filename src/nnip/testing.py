@@ -249,9 +249,10 @@ def check_batch(model: Potential, frames: Sequence[Atoms]) -> float:
     for k, atoms in enumerate(frames):
         single = _predict(model, atoms)
         stop = start + len(atoms)
-        worst = max(worst, _require(_relative_error(batch.energy[k].numpy(), single["energy"][0]),
+        energy = batch.energy[k].cpu().numpy()
+        worst = max(worst, _require(_relative_error(energy, single["energy"][0]),
                                     tol, f"energy of structure {k} in a batch"))
-        worst = max(worst, _require(_relative_error(batch.forces[start:stop].numpy(),
+        worst = max(worst, _require(_relative_error(batch.forces[start:stop].cpu().numpy(),
                                                     single["forces"]),
                                     tol, f"forces of structure {k} in a batch"))
         start = stop

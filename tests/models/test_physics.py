@@ -82,3 +82,18 @@ def test_cross_talk_is_caught(arch):
     frames = list(nt.example_structures(model.elements, model.cutoff).values())
     with pytest.raises(AssertionError, match="depends on other structures|batch"):
         nt.check_batch(model, frames)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_matches_cpu(arch):
+    model = _small(arch, torch.float64)
+    frames = list(nt.example_structures(model.elements, model.cutoff).values())
+    periodic = [a for a in frames if a.pbc.all()]
+    ref = model.predict(periodic, compute_stress=True)
+    gpu = model.to("cuda")
+    out = gpu.predict(periodic, compute_stress=True)
+    assert out.energy.device.type == "cuda"
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(getattr(out, key).cpu(), getattr(ref, key), rtol=1e-10,
+                                   atol=1e-10)
+    nt.run_all_checks(gpu)

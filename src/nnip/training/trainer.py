@@ -290,7 +290,8 @@ class _Run:
                     self.running.append(parts["loss"])
                     self.batch_in_epoch += 1
                     self.elapsed = time.monotonic() - start_time
-                    bar.advance(f"epoch {self.epoch + 1}/{t.epochs} loss {parts['loss']:.4g}")
+                    bar.advance(f"epoch {self.epoch + 1}/{t.epochs} loss {parts['loss']:.4g}"
+                                + _last_validation(self.history))
                     if self.step % t.checkpoint_every == 0:
                         self.save()
                 stop = self._end_epoch(bar)
@@ -349,6 +350,16 @@ def _accumulate_mae(out: Any, targets: Any, graph: Any, sums: dict[str, float],
         err = (out.stress[targets.has_stress] - targets.stress[targets.has_stress]).abs()
         sums["stress"] = sums.get("stress", 0.0) + float(err.sum())
         counts["stress"] = counts.get("stress", 0) + err.numel()
+
+
+def _last_validation(history: Sequence[Mapping[str, Any]]) -> str:
+    """Short text of the last validation MAEs for the live progress bar."""
+    if not history:
+        return ""
+    row = history[-1]
+    parts = [f"{name} {row[key] * 1e3:.3g}" for key, name in
+             (("val_energy_mae", "E"), ("val_forces_mae", "F")) if row.get(key) is not None]
+    return f" | val MAE {' '.join(parts)} meV(/atom, /Å)" if parts else ""
 
 
 def _format_row(row: Mapping[str, Any], improved: bool) -> str:
