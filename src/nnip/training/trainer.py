@@ -100,8 +100,14 @@ def _split(config: Config) -> _Splits:
     return _Splits(train, validation, test)
 
 
-def prepare(config: Config, splits: _Splits) -> Config:
-    """Fill data-derived values (E0, scale, average neighbour count) into the config."""
+def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Config:
+    """Fill data-derived values (E0, scale, average neighbour count) into the config.
+
+    Args:
+        config: the config as given.
+        splits: training, validation and test structures.
+        train_set: the training structures with neighbour lists at ``model.cutoff``.
+    """
     resolved = copy.deepcopy(config)
     m = resolved.model
     elements = sorted({s for a in splits.train + splits.validation + splits.test
@@ -116,8 +122,7 @@ def prepare(config: Config, splits: _Splits) -> Config:
     config_cls = MODELS[m.arch][0] if m.arch in MODELS else None
     if config_cls is not None and "avg_num_neighbors" in config_cls.__dataclass_fields__ \
             and "avg_num_neighbors" not in m.params:
-        sample = splits.train[: min(len(splits.train), 200)]
-        m.params["avg_num_neighbors"] = StructureDataset(sample, m.cutoff).average_num_neighbors()
+        m.params["avg_num_neighbors"] = train_set.average_num_neighbors()
     return resolved
 
 
@@ -140,15 +145,15 @@ def _device(name: str) -> torch.device:
 class _Run:
     """State of one training run (model, optimizer, counters) and its loop."""
 
-    def __init__(self, config: Config, splits: _Splits, run_dir: Path, progress: bool) -> None:
+    def __init__(self, config: Config, splits: _Splits, train_set: StructureDataset,
+                 run_dir: Path, progress: bool) -> None:
         self.config, self.splits, self.run_dir, self.progress = config, splits, run_dir, progress
         t = config.train
         self.device = _device(t.device)
         self.model = _build_model(config, self.device)
         self.ema = copy.deepcopy(self.model)
         self.best_state = {k: v.clone() for k, v in self.ema.state_dict().items()}
-        self.dtype = self.model.model_dtype
-        self.train_set = StructureDataset(splits.train, config.model.cutoff, progress=progress)
+        self.train_set = train_set
         self.val_set = StructureDataset(splits.validation, config.model.cutoff) \
             if splits.validation else None
         self.loss = Loss(config.loss)
@@ -448,14 +453,15 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
     run_dir = Path(config.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     splits = _split(config)
-    resolved = prepare(config, splits)
+    train_set = StructureDataset(splits.train, config.model.cutoff, progress=progress)
+    resolved = prepare(config, splits, train_set)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(resolved),
                                                         sort_keys=False))
     if progress:
         _show_start(resolved, splits, run_dir)
     if resolved.train.threads > 0:
         torch.set_num_threads(resolved.train.threads)
-    runner = _Run(resolved, splits, run_dir, progress)
+    runner = _Run(resolved, splits, train_set, run_dir, progress)
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
         if not resume:
