@@ -16,6 +16,7 @@ import torch
 
 from nnip.errors import ConfigError
 from nnip.models.potential import Potential, PotentialOutput, Scaled
+from nnip.models.painn import PaiNN, PaiNNConfig
 from nnip.models.schnet import SchNet, SchNetConfig
 from nnip.nn.embedding import TypeMap
 from nnip.physics.reference import ReferenceEnergies
@@ -24,6 +25,7 @@ __all__ = ["MODELS", "build", "Potential", "PotentialOutput", "Scaled"]
 
 MODELS: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "schnet": (SchNetConfig, SchNet),
+    "painn": (PaiNNConfig, PaiNN),
 }
 """Registered architectures: name -> (config class, module class)."""
 
