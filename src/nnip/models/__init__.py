@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from nnip.errors import ConfigError
-from nnip.models.potential import Potential, PotentialOutput, Scaled
 from nnip.models.painn import PaiNN, PaiNNConfig
+from nnip.models.potential import Potential, PotentialOutput, Scaled
 from nnip.models.schnet import SchNet, SchNetConfig
 from nnip.nn.embedding import TypeMap
 from nnip.physics.reference import ReferenceEnergies

@@ -129,8 +129,9 @@ class PaiNNUpdate(nn.Module):
 
 
 class PaiNN(nn.Module):
-    """PaiNN energy term: ``graph -> per-atom energy (n_atoms,)`` (order one; `Scaled`
-    turns it into eV).
+    """PaiNN energy term: ``graph -> per-atom energy (n_atoms,)``.
+
+    Outputs are of order one; `Scaled` turns them into eV.
 
     Args:
         type_map: the model's elements.
