@@ -28,7 +28,8 @@ def _small(arch: str, dtype: torch.dtype):
 
 
 SMALL = {"schnet": {"n_features": 16, "n_basis": 12, "n_interactions": 2},
-         "painn": {"n_features": 16, "n_basis": 8, "n_interactions": 2}}
+         "painn": {"n_features": 16, "n_basis": 8, "n_interactions": 2},
+         "nequip": {"n_features": 6, "l_max": 2, "n_interactions": 2, "radial_hidden": 16}}
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

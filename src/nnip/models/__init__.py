@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from nnip.errors import ConfigError
+from nnip.models.nequip import NequIP, NequIPConfig
 from nnip.models.painn import PaiNN, PaiNNConfig
 from nnip.models.potential import Potential, PotentialOutput, Scaled
 from nnip.models.schnet import SchNet, SchNetConfig
@@ -26,6 +27,7 @@ __all__ = ["MODELS", "build", "Potential", "PotentialOutput", "Scaled"]
 MODELS: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "schnet": (SchNetConfig, SchNet),
     "painn": (PaiNNConfig, PaiNN),
+    "nequip": (NequIPConfig, NequIP),
 }
 """Registered architectures: name -> (config class, module class)."""
 

@@ -1,0 +1,205 @@
+"""NequIP-style E(3)-equivariant interatomic potential on e3nn.
+
+S. Batzner, A. Musaelian, L. Sun, M. Geiger, J. P. Mailoa, M. Kornbluth, N. Molinari,
+T. E. Smidt, B. Kozinsky, "E(3)-equivariant graph neural networks for data-efficient and
+accurate interatomic potentials", Nat. Commun. 13, 2453 (2022); irreps, tensor products
+and gates from e3nn (M. Geiger, T. Smidt, arXiv:2207.09453).
+
+Node features are direct sums of irreducible representations of O(3) (``l`` up to
+``l_max``, both parities when ``parity`` is on). Each interaction layer
+
+    m_i   = Σ_j  R(|r_ij|) f_cut(|r_ij|) · ( Linear(h)_j ⊗ Y(r̂_ij) ) / n_avg
+    h_i  <- h_i + Gate( Linear(m_i) + SelfConnection(h_i, species_i) )
+
+uses a tensor product whose per-path weights come from a radial MLP R of a Bessel basis,
+spherical harmonics Y of the edge direction, and an equivariant gated nonlinearity.
+The per-atom energy is a scalar (0e) readout, minus the network's output for an
+isolated atom of the same element, so the term vanishes for isolated atoms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from torch import nn
+
+from nnip.data.graph import AtomicGraph
+from nnip.nn.cutoff import CUTOFFS
+from nnip.nn.embedding import TypeMap
+from nnip.nn.mlp import MLP
+from nnip.nn.radial import BesselBasis
+
+__all__ = ["NequIPConfig", "NequIP"]
+
+
+@dataclass
+class NequIPConfig:
+    """Hyperparameters of the NequIP-style model.
+
+    Attributes:
+        n_features: multiplicity of every irrep in the hidden features (32 in the
+            paper's small models; raise for accuracy, lower for speed).
+        l_max: highest rotation order of features and spherical harmonics (1 is fast,
+            2 is the usual accuracy choice, 3 for the last meV).
+        parity: keep both parities (full O(3)); ``False`` keeps only l with parity
+            (-1)^l, which is cheaper.
+        n_interactions: interaction layers (receptive field n_interactions × cutoff).
+        n_basis: Bessel radial basis functions (8 in the paper).
+        radial_hidden: width of the radial MLP's hidden layers.
+        radial_layers: hidden layers of the radial MLP.
+        cutoff_fn: ``polynomial`` (paper, p = 6) or ``cosine``.
+        avg_num_neighbors: messages are divided by this (data-derived).
+    """
+
+    n_features: int = 32
+    l_max: int = 2
+    parity: bool = True
+    n_interactions: int = 3
+    n_basis: int = 8
+    radial_hidden: int = 64
+    radial_layers: int = 2
+    cutoff_fn: str = "polynomial"
+    avg_num_neighbors: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_features", "n_interactions", "n_basis", "radial_hidden",
+                     "radial_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"NequIPConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.l_max <= 4:
+            raise ValueError(f"NequIPConfig.l_max must be in 0..4, got {self.l_max}")
+        if self.cutoff_fn not in CUTOFFS:
+            raise ValueError(f"NequIPConfig.cutoff_fn {self.cutoff_fn!r} not in {sorted(CUTOFFS)}")
+        if not self.avg_num_neighbors > 0:
+            raise ValueError(f"NequIPConfig.avg_num_neighbors must be > 0, got "
+                             f"{self.avg_num_neighbors}")
+
+
+def hidden_irreps(n_features: int, l_max: int, parity: bool) -> o3.Irreps:
+    """Hidden feature irreps: ``n_features`` copies of each (l, p) up to ``l_max``."""
+    parities = (1, -1) if parity else None
+    out = []
+    for ell in range(l_max + 1):
+        for p in (parities or ((-1) ** ell,)):
+            out.append((n_features, (ell, p)))
+    return o3.Irreps(out)
+
+
+class Interaction(nn.Module):
+    """One NequIP interaction block (convolution, self-connection, gate, residual).
+
+    Args:
+        irreps_in: input node irreps.
+        irreps_target: the hidden irreps the output is drawn from.
+        irreps_sh: spherical harmonics irreps.
+        n_types: number of elements (for the self-connection).
+        config: hyperparameters.
+
+    Shapes:
+        ``h (n_nodes, irreps_in.dim), one_hot (n_nodes, n_types), sh (n_edges, sh.dim),
+        radial (n_edges, n_basis), envelope (n_edges,), edge_index (2, n_edges)
+        -> (n_nodes, irreps_out.dim)``.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_target: o3.Irreps, irreps_sh: o3.Irreps,
+                 n_types: int, config: NequIPConfig) -> None:
+        super().__init__()
+        self.irreps_in = irreps_in
+        self.linear_in = o3.Linear(irreps_in, irreps_in)
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            for j, (_, ir_edge) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_edge:
+                    if ir_out in irreps_target:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(mid)
+        self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.radial = e3nn_nn.FullyConnectedNet(
+            [config.n_basis] + [config.radial_hidden] * config.radial_layers
+            + [self.tp.weight_numel], torch.nn.functional.silu)
+        reachable = o3.Irreps([(m, ir) for m, ir in irreps_target
+                               if any(ir == x for _, x in irreps_mid)])
+        scalars = o3.Irreps([(m, ir) for m, ir in reachable if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in reachable if ir.l > 0])
+        gates = o3.Irreps([(m, "0e") for m, _ in gated])
+        # Odd scalars need an odd activation (tanh) to keep parity; even ones use SiLU.
+        act = {1: torch.nn.functional.silu, -1: torch.tanh}
+        self.gate = e3nn_nn.Gate(scalars, [act[ir.p] for _, ir in scalars],
+                                 gates, [torch.sigmoid] * len(gates), gated)
+        self.linear_out = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
+        self.self_connection = o3.FullyConnectedTensorProduct(
+            irreps_in, o3.Irreps(f"{n_types}x0e"), self.gate.irreps_in)
+        self.irreps_out = self.gate.irreps_out
+        self.norm = 1.0 / config.avg_num_neighbors
+
+    def forward(self, h: torch.Tensor, one_hot: torch.Tensor, sh: torch.Tensor,
+                radial: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor
+                ) -> torch.Tensor:
+        """Update node features (shapes in the class docstring)."""
+        i, j = edge_index
+        weights = self.radial(radial) * envelope.unsqueeze(-1)  # (n_edges, weight_numel)
+        messages = self.tp(self.linear_in(h)[j], sh, weights)  # (n_edges, mid.dim)
+        agg = messages.new_zeros((h.shape[0], messages.shape[1]))
+        agg = agg.index_add(0, i, messages) * self.norm  # (n_nodes, mid.dim)
+        out = self.gate(self.linear_out(agg) + self.self_connection(h, one_hot))
+        if self.irreps_out == self.irreps_in:
+            out = out + h
+        return out  # (n_nodes, irreps_out.dim)
+
+
+class NequIP(nn.Module):
+    """NequIP-style energy term: ``graph -> per-atom energy (n_atoms,)``.
+
+    Outputs are of order one; `Scaled` turns them into eV.
+
+    Args:
+        type_map: the model's elements.
+        cutoff: radial cutoff in Å.
+        config: hyperparameters.
+    """
+
+    def __init__(self, type_map: TypeMap, cutoff: float, config: NequIPConfig) -> None:
+        super().__init__()
+        c = config
+        self.type_map = type_map
+        self.n_types = type_map.n_types
+        self.irreps_sh = o3.Irreps.spherical_harmonics(c.l_max)
+        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
+                                                         normalization="component")
+        self.basis = BesselBasis(cutoff, c.n_basis)
+        self.envelope = CUTOFFS[c.cutoff_fn](cutoff)
+        self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
+                                   o3.Irreps(f"{c.n_features}x0e"))
+        target = hidden_irreps(c.n_features, c.l_max, c.parity)
+        irreps = o3.Irreps(f"{c.n_features}x0e")
+        layers = []
+        for _ in range(c.n_interactions):
+            layer = Interaction(irreps, target, self.irreps_sh, self.n_types, c)
+            layers.append(layer)
+            irreps = layer.irreps_out
+        self.interactions = nn.ModuleList(layers)
+        self.to_scalars = o3.Linear(irreps, o3.Irreps(f"{c.n_features}x0e"))
+        self.readout = MLP([c.n_features, max(c.n_features // 2, 1), 1], "silu")
+
+    def forward(self, graph: AtomicGraph) -> torch.Tensor:
+        """Per-atom energies ``(n_atoms,)`` in the model dtype."""
+        vectors = graph.edge_vectors()  # (n_edges, 3)
+        r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
+        sh = self.spherical_harmonics(vectors)  # (n_edges, irreps_sh.dim)
+        radial = self.basis(r)  # (n_edges, n_basis)
+        envelope = self.envelope(r)  # (n_edges,)
+        types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
+        n_atoms = graph.n_atoms
+        # One extra node per element, without edges: the isolated atom of that element.
+        all_types = torch.cat([types, torch.arange(self.n_types, device=types.device)])
+        one_hot = torch.nn.functional.one_hot(all_types, self.n_types).to(vectors.dtype)
+        h = self.embedding(one_hot)  # (n_nodes, n_features)
+        for layer in self.interactions:
+            h = layer(h, one_hot, sh, radial, envelope, graph.edge_index)
+        energy = self.readout(self.to_scalars(h)).squeeze(-1)  # (n_nodes,)
+        return energy[:n_atoms] - energy[n_atoms:][types]  # (n_atoms,)
