@@ -29,7 +29,11 @@ def _small(arch: str, dtype: torch.dtype):
 
 SMALL = {"schnet": {"n_features": 16, "n_basis": 12, "n_interactions": 2},
          "painn": {"n_features": 16, "n_basis": 8, "n_interactions": 2},
-         "nequip": {"n_features": 6, "l_max": 2, "n_interactions": 2, "radial_hidden": 16}}
+         "nequip": {"n_features": 6, "l_max": 2, "n_interactions": 2, "radial_hidden": 16},
+         # avg_num_neighbors as the trainer sets it (~20 here): without it the A features
+         # are ~20x too large and their cubes cost float64 digits (1e-10 instead of 1e-13).
+         "mace": {"n_features": 6, "l_max": 2, "correlation": 3, "radial_hidden": 16,
+                  "avg_num_neighbors": 20.0}}
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from nnip.errors import ConfigError
+from nnip.models.mace import MACE, MACEConfig
 from nnip.models.nequip import NequIP, NequIPConfig
 from nnip.models.painn import PaiNN, PaiNNConfig
 from nnip.models.potential import Potential, PotentialOutput, Scaled
@@ -28,6 +29,7 @@ MODELS: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "schnet": (SchNetConfig, SchNet),
     "painn": (PaiNNConfig, PaiNN),
     "nequip": (NequIPConfig, NequIP),
+    "mace": (MACEConfig, MACE),
 }
 """Registered architectures: name -> (config class, module class)."""
 

@@ -1,0 +1,328 @@
+"""MACE-style model: higher body-order equivariant messages by symmetric contraction.
+
+I. Batatia, D. P. Kovács, G. N. C. Simm, C. Ortner, G. Csányi, "MACE: Higher order
+equivariant message passing neural networks for fast and accurate force fields",
+NeurIPS 2022; atomic cluster expansion: R. Drautz, Phys. Rev. B 99, 014104 (2019).
+Irreps, tensor products and Wigner 3j symbols come from e3nn; the generalised
+Clebsch-Gordan couplings of the product basis are built here in float64.
+
+Each layer builds, per atom i and channel c, the one-particle basis (the "A" features)
+
+    A_{i,c,lm} = Σ_j R_{c,l}(r_ij) Y_lm(r̂_ij) h_{j,c} / n_avg
+
+then the many-body basis by a symmetric contraction of up to ``correlation`` copies of
+A with element-dependent weights (MACE eq. 10-11),
+
+    B_{i,c,LM} = Σ_{ν=1..N} Σ_η w^{(ν)}_{z_i,c,η} Σ_{lm} U^{(ν)}_{LM,η; lm_1..lm_ν} Π_k A_{i,c,lm_k}
+
+where U^{(ν)} couples ν-fold symmetric products of A into irreps LM. New features are
+``Linear(B) + SelfConnection(h, species)``; every layer adds a scalar readout to the
+per-atom energy. The isolated-atom output of the network is subtracted, so the term
+vanishes for isolated atoms (E(isolated atom) = E0).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from torch import nn
+
+from nnip.data.graph import AtomicGraph
+from nnip.nn.cutoff import CUTOFFS
+from nnip.nn.embedding import TypeMap
+from nnip.nn.mlp import MLP
+from nnip.nn.radial import BesselBasis
+
+__all__ = ["MACEConfig", "MACE", "SymmetricContraction"]
+
+_LETTERS = "ijkl"
+
+
+@dataclass
+class MACEConfig:
+    """Hyperparameters of the MACE-style model.
+
+    Attributes:
+        n_features: channels K (MACE's "128x0e" small model uses 128; 32-64 on CPU).
+        l_max: highest order of the spherical harmonics and the A features (3 in MACE;
+            2 is faster).
+        hidden_l_max: highest order of the hidden node features (0: invariant
+            messages between layers, 1: MACE's default equivariant model).
+        correlation: body order of the product basis minus one (ν ≤ correlation; 3 in
+            MACE, i.e. four-body messages).
+        n_interactions: layers (2 in MACE).
+        n_basis: Bessel radial basis functions.
+        radial_hidden: width of the radial MLP hidden layers.
+        cutoff_fn: ``polynomial`` (MACE, p = 5-6) or ``cosine``.
+        avg_num_neighbors: A features are divided by this (data-derived).
+    """
+
+    n_features: int = 32
+    l_max: int = 2
+    hidden_l_max: int = 1
+    correlation: int = 3
+    n_interactions: int = 2
+    n_basis: int = 8
+    radial_hidden: int = 64
+    cutoff_fn: str = "polynomial"
+    avg_num_neighbors: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_features", "n_interactions", "n_basis", "radial_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MACEConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.l_max <= 3:
+            raise ValueError(f"MACEConfig.l_max must be in 0..3, got {self.l_max}")
+        if not 0 <= self.hidden_l_max <= self.l_max:
+            raise ValueError(f"MACEConfig.hidden_l_max must be in 0..l_max ({self.l_max}), "
+                             f"got {self.hidden_l_max}")
+        if not 1 <= self.correlation <= 4:
+            raise ValueError(f"MACEConfig.correlation must be in 1..4, got {self.correlation}")
+        if self.cutoff_fn not in CUTOFFS:
+            raise ValueError(f"MACEConfig.cutoff_fn {self.cutoff_fn!r} not in {sorted(CUTOFFS)}")
+        if not self.avg_num_neighbors > 0:
+            raise ValueError(f"MACEConfig.avg_num_neighbors must be > 0, got "
+                             f"{self.avg_num_neighbors}")
+
+
+def _irreps_up_to(l_max: int, mul: int = 1) -> o3.Irreps:
+    """``mul`` copies of each l ≤ l_max with the parity of the spherical harmonics."""
+    return o3.Irreps([(mul, (ell, (-1) ** ell)) for ell in range(l_max + 1)])
+
+
+def symmetric_couplings(irreps_in: o3.Irreps, nu: int, irreps_out: o3.Irreps,
+                        eps: float = 1e-9) -> list[tuple[o3.Irrep, torch.Tensor]]:
+    """Equivariant maps from ν-fold *symmetric* products of ``irreps_in`` to ``irreps_out``.
+
+    Built in float64 from Clebsch-Gordan (Wigner 3j) couplings along every intermediate
+    path, symmetrised over permutations of the ν factors, and reduced to an orthonormal
+    basis per output irrep (the generalised CG coefficients of ACE/MACE).
+
+    Args:
+        irreps_in: irreps of one factor (dimension d).
+        nu: number of factors.
+        irreps_out: wanted output irreps.
+        eps: relative singular-value threshold for linear dependence.
+
+    Returns:
+        ``(irrep, C)`` pairs, ``C`` of shape ``(irrep.dim, d, ..., d)`` (ν times d), float64,
+        normalised to ``sum(C**2) = irrep.dim``.
+    """
+    irreps_in = o3.Irreps(irreps_in)
+    d = irreps_in.dim
+    selectors = []
+    for (_, ir), sl in zip(irreps_in, irreps_in.slices()):
+        select = torch.zeros(ir.dim, d, dtype=torch.float64)
+        select[:, sl] = torch.eye(ir.dim, dtype=torch.float64)
+        selectors.append((ir, select))
+    paths = list(selectors)  # ν = 1: the slice of each irrep
+    for _ in range(nu - 1):  # couple one more factor along every path
+        longer = []
+        for ir_left, c_left in paths:
+            for ir, select in selectors:
+                for ir_out in ir_left * ir:
+                    w = o3.wigner_3j(ir_left.l, ir.l, ir_out.l, dtype=torch.float64)
+                    longer.append((ir_out, torch.einsum("abo,a...,bk->o...k", w, c_left, select)))
+        paths = longer
+    out = []
+    for ir in sorted({ir for _, ir in o3.Irreps(irreps_out)}):
+        group = [_symmetrise(c, nu) for ir_c, c in paths if ir_c == ir]
+        if not group:
+            continue
+        flat = torch.stack(group).reshape(len(group), -1)  # (m, ir.dim * d**nu)
+        _, sigma, vh = torch.linalg.svd(flat, full_matrices=False)
+        for row in vh[sigma > eps * max(float(sigma.max()), 1.0)]:
+            c = row.reshape(ir.dim, *([d] * nu))
+            out.append((ir, c * (ir.dim / c.pow(2).sum()) ** 0.5))
+    return out
+
+
+def _symmetrise(c: torch.Tensor, nu: int) -> torch.Tensor:
+    """Average of ``c (o, d, ..., d)`` over all permutations of its ν input indices."""
+    perms = list(itertools.permutations(range(1, nu + 1)))
+    return sum(c.permute(0, *p) for p in perms) / len(perms)
+
+
+class SymmetricContraction(nn.Module):
+    """Channel-wise symmetric contraction of A features into irreps (MACE eq. 10-11).
+
+    Args:
+        irreps_in: irreps of one channel of A (e.g. ``0e+1o+2e``).
+        irreps_out: irreps of one channel of the output (e.g. ``0e+1o``).
+        correlation: highest number ν of A factors.
+        n_types: number of elements (weights depend on the centre's element).
+        n_channels: number of channels K.
+
+    Shapes:
+        ``A (n_nodes, K, irreps_in.dim), types (n_nodes,) -> (n_nodes, K * irreps_out.dim)``
+        in e3nn layout of ``K x irreps_out``.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, correlation: int,
+                 n_types: int, n_channels: int) -> None:
+        super().__init__()
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.correlation = correlation
+        self.weights = nn.ParameterList()
+        self.paths: list[dict[str, list[tuple[int, int]]]] = []
+        for nu in range(1, correlation + 1):
+            couplings = symmetric_couplings(irreps_in, nu, self.irreps_out)
+            self.register_buffer(f"U{nu}", torch.cat([c for _, c in couplings]))
+            rows: dict[str, list[tuple[int, int]]] = {}
+            start = 0
+            for ir, _ in couplings:
+                rows.setdefault(str(ir), []).append((start, start + ir.dim))
+                start += ir.dim
+            self.paths.append(rows)
+            n_paths = max(len(couplings), 1)
+            self.weights.append(nn.Parameter(
+                torch.randn(n_types, n_channels, n_paths) / n_paths**0.5))
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        # The couplings are exact in float64; a float32 model casts them where used.
+        keep = {nu: getattr(self, f"U{nu}") for nu in range(1, self.correlation + 1)}
+        super()._apply(fn, recurse)
+        for nu, u in keep.items():
+            setattr(self, f"U{nu}", u.to(device=getattr(self, f"U{nu}").device))
+        return self
+
+    def forward(self, A: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """Contract (shapes in the class docstring)."""
+        out = {str(ir): A.new_zeros((A.shape[0], A.shape[1], ir.dim))
+               for _, ir in self.irreps_out}
+        for nu in range(1, self.correlation + 1):
+            U = getattr(self, f"U{nu}").to(A.dtype)  # (n_out, d, ..., d)
+            letters = _LETTERS[:nu]
+            spec = f"o{letters}," + ",".join(f"nc{x}" for x in letters) + "->nco"
+            B = torch.einsum(spec, U, *([A] * nu))  # (n_nodes, K, n_out)
+            w = self.weights[nu - 1][types]  # (n_nodes, K, n_paths)
+            p = 0
+            for name, spans in self.paths[nu - 1].items():
+                for start, stop in spans:
+                    out[name] = out[name] + B[..., start:stop] * w[..., p:p + 1]
+                    p += 1
+        n, k = A.shape[0], A.shape[1]
+        return torch.cat([out[str(ir)].reshape(n, k * ir.dim) for _, ir in self.irreps_out],
+                         dim=-1)  # (n_nodes, K * irreps_out.dim)
+
+
+class MACELayer(nn.Module):
+    """A-features, symmetric contraction, linear update and self-connection.
+
+    Shapes:
+        ``h (n_nodes, irreps_in.dim), one_hot (n_nodes, n_types), types (n_nodes,),
+        sh (n_edges, sh.dim), radial (n_edges, n_basis), envelope (n_edges,),
+        edge_index (2, n_edges) -> (n_nodes, irreps_out.dim)``.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps,
+                 n_types: int, config: MACEConfig) -> None:
+        super().__init__()
+        k = config.n_features
+        self.k, self.irreps_sh = k, irreps_sh
+        self.linear_up = o3.Linear(irreps_in, irreps_in)
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            for j, (_, ir_edge) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_edge:
+                    if ir_out in irreps_sh:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(mid)
+        self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.radial = e3nn_nn.FullyConnectedNet(
+            [config.n_basis, config.radial_hidden, config.radial_hidden, self.tp.weight_numel],
+            torch.nn.functional.silu)
+        # A in K channels of every spherical-harmonic irrep: "K x 0e + K x 1o + ..."
+        irreps_A = o3.Irreps([(k, ir) for _, ir in irreps_sh])
+        self.linear_A = o3.Linear(irreps_mid.simplify(), irreps_A)
+        single_out = o3.Irreps([(1, ir) for _, ir in irreps_out])
+        self.product = SymmetricContraction(irreps_sh, single_out, config.correlation,
+                                            n_types, k)
+        self.linear_out = o3.Linear(o3.Irreps([(k, ir) for _, ir in single_out]), irreps_out)
+        self.self_connection = o3.FullyConnectedTensorProduct(
+            irreps_in, o3.Irreps(f"{n_types}x0e"), irreps_out)
+        self.norm = 1.0 / config.avg_num_neighbors
+
+    def _to_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """e3nn layout of ``K x (0e + 1o + ...)`` (sorted) -> ``(n_nodes, K, sh.dim)``."""
+        blocks, start = [], 0
+        for _, ir in self.irreps_sh:
+            width = self.k * ir.dim
+            blocks.append(x[:, start:start + width].reshape(-1, self.k, ir.dim))
+            start += width
+        return torch.cat(blocks, dim=-1)
+
+    def forward(self, h: torch.Tensor, one_hot: torch.Tensor, types: torch.Tensor,
+                sh: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
+                edge_index: torch.Tensor) -> torch.Tensor:
+        """Update node features (shapes in the class docstring)."""
+        i, j = edge_index
+        weights = self.radial(radial) * envelope.unsqueeze(-1)  # (n_edges, weight_numel)
+        messages = self.tp(self.linear_up(h)[j], sh, weights)  # (n_edges, mid.dim)
+        agg = messages.new_zeros((h.shape[0], messages.shape[1]))
+        agg = agg.index_add(0, i, messages) * self.norm  # (n_nodes, mid.dim)
+        A = self._to_channels(self.linear_A(agg))  # (n_nodes, K, sh.dim)
+        B = self.product(A, types)  # (n_nodes, K * out.dim)
+        return self.linear_out(B) + self.self_connection(h, one_hot)
+
+
+class MACE(nn.Module):
+    """MACE-style energy term: ``graph -> per-atom energy (n_atoms,)``.
+
+    Outputs are of order one; `Scaled` turns them into eV.
+
+    Args:
+        type_map: the model's elements.
+        cutoff: radial cutoff in Å.
+        config: hyperparameters.
+    """
+
+    def __init__(self, type_map: TypeMap, cutoff: float, config: MACEConfig) -> None:
+        super().__init__()
+        c = config
+        self.type_map = type_map
+        self.n_types = type_map.n_types
+        self.irreps_sh = _irreps_up_to(c.l_max)
+        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
+                                                         normalization="component")
+        self.basis = BesselBasis(cutoff, c.n_basis)
+        self.envelope = CUTOFFS[c.cutoff_fn](cutoff)
+        self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
+                                   o3.Irreps(f"{c.n_features}x0e"))
+        irreps = o3.Irreps(f"{c.n_features}x0e")
+        layers, readouts = [], []
+        for t in range(c.n_interactions):
+            last = t == c.n_interactions - 1
+            out = _irreps_up_to(0 if last else c.hidden_l_max, c.n_features)
+            layers.append(MACELayer(irreps, out, self.irreps_sh, self.n_types, c))
+            readouts.append(o3.Linear(out, o3.Irreps("1x0e")) if not last else
+                            MLP([c.n_features, max(c.n_features // 2, 1), 1], "silu"))
+            irreps = out
+        self.layers = nn.ModuleList(layers)
+        self.readouts = nn.ModuleList(readouts)
+        self.n_features = c.n_features
+
+    def forward(self, graph: AtomicGraph) -> torch.Tensor:
+        """Per-atom energies ``(n_atoms,)`` in the model dtype."""
+        vectors = graph.edge_vectors()  # (n_edges, 3)
+        r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
+        sh = self.spherical_harmonics(vectors)  # (n_edges, sh.dim)
+        radial = self.basis(r)  # (n_edges, n_basis)
+        envelope = self.envelope(r)  # (n_edges,)
+        types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
+        n_atoms = graph.n_atoms
+        # One extra node per element, without edges: the isolated atom of that element.
+        all_types = torch.cat([types, torch.arange(self.n_types, device=types.device)])
+        one_hot = torch.nn.functional.one_hot(all_types, self.n_types).to(vectors.dtype)
+        h = self.embedding(one_hot)  # (n_nodes, K)
+        energy = h.new_zeros(h.shape[0])  # (n_nodes,)
+        for layer, readout in zip(self.layers, self.readouts):
+            h = layer(h, one_hot, all_types, sh, radial, envelope, graph.edge_index)
+            energy = energy + readout(h).squeeze(-1)
+        return energy[:n_atoms] - energy[n_atoms:][types]  # (n_atoms,)
