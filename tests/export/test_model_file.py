@@ -289,3 +289,16 @@ def test_cli_info(saved, capsys):
     out = capsys.readouterr().out
     assert "schnet" in out and "Ni, Cu" in out and "(none given)" in out
     assert "training data  (not recorded)" in out
+
+
+@pytest.mark.parametrize("arch,params", [
+    ("painn", {"n_features": 8, "n_basis": 6, "n_interactions": 1}),
+    ("nequip", {"n_features": 4, "l_max": 1, "n_interactions": 1, "radial_hidden": 8}),
+    ("mace", {"n_features": 4, "l_max": 1, "correlation": 2, "radial_hidden": 8}),
+])
+def test_every_architecture_round_trips(tmp_path, arch, params):
+    model = build(arch, elements=["Cu", "Ni"], cutoff=4.0, e0=E0, scale=0.3, seed=5, **params)
+    atoms = _structure()
+    before = model.predict(atoms, compute_stress=True)
+    loaded = load_model(save_model(model, tmp_path / f"{arch}.nnip"))
+    _same(loaded.predict(atoms, compute_stress=True), before)
