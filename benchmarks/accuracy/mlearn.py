@@ -56,7 +56,7 @@ def config_for(element: str, out: Path, minutes: float, arch: str, params: dict)
                   "plateau_patience": 15, "plateau_factor": 0.5, "min_lr": 1e-5,
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
                   "checkpoint_every": 500},
-        "output": {"run_dir": str(out / element), "license": "BSD-3-Clause (mlearn data)"},
+        "output": {"run_dir": str(out / arch / element), "license": "BSD-3-Clause (mlearn data)"},
     }
 
 
@@ -81,14 +81,14 @@ def run_element(element: str, out: Path, minutes: float, arch: str, params: dict
 def markdown(rows: list[dict], meta: dict) -> str:
     """The results table."""
     lines = [f"mlearn test set, {meta['date']}, {meta['machine']}, nnip {meta['nnip']}, "
-             f"torch {meta['torch']}; training budget {meta['minutes']} min per element.", "",
-             "| element | model | epochs | E MAE (meV/atom) | best GAP/MTP E | F MAE (eV/Å) | "
-             "best GAP/MTP F | stress MAE (GPa) | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"torch {meta['torch']}.", "",
+             "| element | model | budget (min) | epochs | E MAE (meV/atom) | best GAP/MTP E | "
+             "F MAE (eV/Å) | best GAP/MTP F | stress MAE (GPa) | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         stress = f"{r['stress_mae_GPa']:.3f}" if r["stress_mae_GPa"] is not None else "–"
         lines.append(
-            f"| {r['element']} | {r['arch']} | {r['epochs']} | "
+            f"| {r['element']} | {r['arch']} | {r['minutes']:g} | {r['epochs']} | "
             f"{r['energy_mae_meV_per_atom']:.2f} | {r['published_energy_mae_meV_per_atom']} | "
             f"{r['forces_mae_eV_per_A']:.3f} | {r['published_forces_mae_eV_per_A']} | {stress} | "
             f"{r['wall_time_s']:.0f} |")
@@ -115,10 +115,16 @@ def main() -> None:
     meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "machine": f"{_cpu_name()}, {torch.get_num_threads()} torch threads",
             "nnip": nnip.__version__, "torch": torch.__version__, "minutes": args.minutes}
-    rows = []
+    # Rows of earlier runs (other elements or architectures) are kept; a rerun of the same
+    # element and architecture replaces its row.
+    json_path = results / "mlearn.json"
+    rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
     for element in args.elements:
-        rows.append(run_element(element, out, args.minutes, args.arch, json.loads(args.params)))
-        (results / "mlearn.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        row = run_element(element, out, args.minutes, args.arch, json.loads(args.params))
+        row.update(date=meta["date"], minutes=args.minutes)
+        rows = [r for r in rows if (r["element"], r["arch"]) != (element, args.arch)] + [row]
+        rows.sort(key=lambda r: (r["arch"], ELEMENTS.index(r["element"])))
+        json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         (results / "mlearn.md").write_text(markdown(rows, meta))
         print(markdown(rows, meta))
 

@@ -13,9 +13,11 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.cluster import Icosahedron
 
+from nnip.calculators import NNIPCalculator
 from nnip.errors import DataError
 from nnip.models import build
 from nnip.validate import (
+    compare_frames,
     error_table,
     evaluate,
     format_error_table,
@@ -269,3 +271,26 @@ def test_cli_run(model, frames, tmp_path, capsys, monkeypatch):
     expected = error_table(predict_frames(model, frames))
     np.testing.assert_allclose(table["overall"]["forces"]["mae"],
                                expected["overall"]["forces"]["mae"], rtol=1e-8)
+
+
+def test_compare_frames_matches_predict_frames(model, frames):
+    """Another calculator's results, scored by compare_frames, give the same table."""
+    predicted = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = NNIPCalculator(model)
+        props = ["energy", "forces"] + (["stress"] if np.all(atoms.pbc) else [])
+        copy.calc.calculate(copy, properties=props)
+        copy.calc = SinglePointCalculator(copy, **{k: copy.calc.results[k] for k in props})
+        predicted.append(copy)
+    direct, compared = error_table(predict_frames(model, frames)), error_table(
+        compare_frames(frames, predicted))
+    for prop, stats in direct["overall"].items():
+        np.testing.assert_allclose(compared["overall"][prop]["mae"], stats["mae"], rtol=1e-8)
+        assert compared["overall"][prop]["n"] == stats["n"]
+    with pytest.raises(DataError, match="2 predicted"):
+        compare_frames(frames, predicted[:2])
+    swapped = predicted[0].copy()
+    swapped.calc = SinglePointCalculator(swapped, energy=1.0)
+    with pytest.raises(DataError, match="forces"):
+        compare_frames(frames[:1], [swapped])

@@ -2,6 +2,7 @@
 
 from nnip.validate.errors import (
     Predictions,
+    compare_frames,
     error_table,
     evaluate,
     evaluation_files,
@@ -12,5 +13,6 @@ from nnip.validate.errors import (
     write_predictions,
 )
 
-__all__ = ["Predictions", "error_table", "evaluate", "evaluation_files", "format_error_table",
-           "parity_plots", "plot_learning_curves", "predict_frames", "write_predictions"]
+__all__ = ["Predictions", "compare_frames", "error_table", "evaluate", "evaluation_files",
+           "format_error_table", "parity_plots", "plot_learning_curves", "predict_frames",
+           "write_predictions"]

@@ -33,12 +33,13 @@ import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from nnip.data.graph import Targets
 from nnip.errors import DataError
 from nnip.models.potential import Potential
 
-__all__ = ["Predictions", "predict_frames", "error_table", "format_error_table",
+__all__ = ["Predictions", "predict_frames", "compare_frames", "error_table", "format_error_table",
            "parity_plots", "write_predictions", "plot_learning_curves", "evaluate",
            "evaluation_files"]
 
@@ -174,6 +175,57 @@ def predict_frames(
         if out.stress is not None:
             stress[idx] = out.stress.detach().cpu().numpy()
     return _assemble(frames, targets, n_atoms, periodic, energy, energies, forces, stress)
+
+
+def compare_frames(reference: Sequence[ase.Atoms], predicted: Sequence[ase.Atoms]
+                   ) -> Predictions:
+    """Pair labelled frames with another calculator's results on the same structures.
+
+    Use it to score any model (a peer package, a DFT code at another level) with the
+    same error tables and plots as nnip's own models.
+
+    Args:
+        reference: labelled structures (as from `nnip.data.read`).
+        predicted: the same structures, in the same order, with the prediction in
+            ``atoms.calc.results``: ``energy`` (eV) and ``forces`` (eV/Å) required,
+            ``energies`` (per-atom, eV) and ``stress`` (eV/Å^3, ASE sign) optional.
+
+    Returns:
+        `Predictions`; stress counts as predicted where ``predicted`` has it.
+
+    Raises:
+        DataError: the two lists differ in length, atoms or element order, or a
+            predicted frame has no energy or forces (the message names the frame).
+
+    """
+    reference, predicted = list(reference), list(predicted)
+    if not reference:
+        raise DataError("no structures to compare")
+    if len(reference) != len(predicted):
+        raise DataError(f"{len(reference)} reference frames but {len(predicted)} predicted")
+    n_atoms = np.array([len(a) for a in reference], dtype=np.int64)
+    energy = np.zeros(len(reference))
+    stress = np.full((len(reference), 3, 3), np.nan)
+    computed = np.zeros(len(reference), dtype=bool)
+    energies, forces = [], []
+    for k, (ref, pred) in enumerate(zip(reference, predicted)):
+        if ref.get_chemical_symbols() != pred.get_chemical_symbols():
+            raise DataError("predicted frame has other atoms than the reference", index=k)
+        results = pred.calc.results if pred.calc is not None else {}
+        for key in ("energy", "forces"):
+            if key not in results:
+                raise DataError("predicted frame has no result", index=k, field=key)
+        energy[k] = float(results["energy"])
+        forces.append(np.asarray(results["forces"], dtype=np.float64).reshape(-1, 3))
+        energies.append(np.asarray(results.get("energies", np.full(len(ref), np.nan)),
+                                   dtype=np.float64))
+        if "stress" in results:
+            value = np.asarray(results["stress"], dtype=np.float64)
+            stress[k] = voigt_6_to_full_3x3_stress(value) if value.shape == (6,) else \
+                value.reshape(3, 3)
+            computed[k] = True
+    return _assemble(reference, Targets.from_atoms(reference), n_atoms, computed, energy,
+                     energies, forces, stress)
 
 
 def _assemble(frames: list[ase.Atoms], targets: Targets, n_atoms: np.ndarray,

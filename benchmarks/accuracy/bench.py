@@ -1,0 +1,313 @@
+"""Accuracy benchmark: nnip's architectures and mace-torch, side by side, on real DFT data.
+
+Every (task, model) pair is trained on the same split (written once per task under
+``runs/splits/``) with the same wall-time budget on this machine, then scored on the
+task's test set by the same code (`nnip.validate.compare_frames` / `error_table`).
+mace-torch is installed from PyPI into its own environment (``benchmarks/.venvs/mace``,
+``torch==2.13.0`` first) on first use; it has no time limit option, so it is stopped at
+the budget and finalised from its best checkpoint.
+
+Usage (repository root, project environment)::
+
+    python benchmarks/accuracy/bench.py --tasks mlearn-Si rmd17-ethanol \\
+        --models nnip-mace mace-torch --minutes 10
+    python benchmarks/accuracy/bench.py --list
+
+Results (Markdown + JSON, one row per task and model, earlier rows kept) go to
+``benchmarks/accuracy/results/accuracy.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+from ase.stress import voigt_6_to_full_3x3_stress
+
+import nnip
+from nnip.data import read
+from nnip.training import train
+from nnip.validate import compare_frames, error_table, predict_frames
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from peers import ensure_peer, peer_env  # noqa: E402
+
+DATA = (ROOT / ".." / "shared" / "data").resolve()
+
+
+@dataclass
+class Task:
+    """A benchmark data set: files, split, cutoff and the published numbers to beat."""
+
+    train: str
+    test: str
+    validation: float | int = 0.1  # fraction, or a number of structures
+    cutoff: float = 5.0
+    per_structure: bool = False  # molecules: report energy per structure (meV)
+    published: dict[str, tuple[float, float]] = field(default_factory=dict)
+    note: str = ""
+
+
+_MLEARN_BEST = {"Ni": (0.42, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01),
+                "Mo": (2.24, 0.09), "Si": (2.21, 0.06), "Ge": (1.79, 0.05)}
+TASKS: dict[str, Task] = {
+    **{f"mlearn-{el}": Task(f"mlearn/{el}/train.xyz", f"mlearn/{el}/test.xyz",
+                            published={"best GAP/MTP (Zuo 2020)": (e, f * 1e3)})
+       for el, (e, f) in _MLEARN_BEST.items()},
+    # MACE paper (Batatia et al. 2022), rMD17 ethanol, 1000 training structures, 950/50.
+    "rmd17-ethanol": Task("rmd17_ethanol/train.xyz", "rmd17_ethanol/test.xyz", validation=50,
+                          per_structure=True,
+                          published={"MACE (paper, other rMD17 sample)": (0.4, 2.1)}),
+    "nbmotaw": Task("mlearn_NbMoTaW/train.xyz", "mlearn_NbMoTaW/test.xyz", validation=0.05),
+    "water": Task("deepmd_water/train.xyz", "deepmd_water/test.xyz", cutoff=6.0),
+}
+
+# nnip architectures at benchmark settings; "nnip-mace" and "mace-torch" share sizes.
+NNIP_MODELS: dict[str, dict] = {
+    "nnip-schnet": {"arch": "schnet", "params": {"n_features": 64, "n_interactions": 3,
+                                                  "n_basis": 32}},
+    "nnip-painn": {"arch": "painn", "params": {"n_features": 64, "n_interactions": 3}},
+    "nnip-nequip": {"arch": "nequip", "params": {"n_features": 32, "l_max": 2,
+                                                  "n_interactions": 3}},
+    "nnip-mace": {"arch": "mace", "params": {"n_features": 32, "l_max": 2, "hidden_l_max": 1,
+                                              "correlation": 3, "n_interactions": 2}},
+}
+MACE_TORCH_ARGS = ["--model", "MACE", "--num_channels", "32", "--max_ell", "2", "--max_L", "1",
+                   "--correlation", "3", "--num_interactions", "2", "--num_radial_basis", "8",
+                   "--radial_MLP", "[64, 64, 64]"]
+MODELS = [*NNIP_MODELS, "mace-torch"]
+
+# Shared optimisation settings (both packages): loss weights E:F:S = 10:1:10 on
+# per-atom energy, forces and stress; EMA 0.99; float64.
+BATCH, LR = 4, 3e-3
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_split(name: str, task: Task, out: Path) -> dict[str, Path]:
+    """Write the task's train/validation/test files once (seed 0) and return their paths."""
+    folder = out / "splits" / name
+    paths = {k: folder / f"{k}.xyz" for k in ("train", "valid", "test")}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = read(DATA / task.train)
+    n_valid = (task.validation if isinstance(task.validation, int)
+               else max(1, round(task.validation * len(frames))))
+    order = np.random.default_rng(0).permutation(len(frames))
+    valid = set(order[:n_valid].tolist())
+    ase.io.write(paths["valid"], [frames[i] for i in sorted(valid)], format="extxyz")
+    ase.io.write(paths["train"], [f for i, f in enumerate(frames) if i not in valid],
+                 format="extxyz")
+    ase.io.write(paths["test"], read(DATA / task.test), format="extxyz")
+    return paths
+
+
+def _row(task_name: str, task: Task, model: str, pred, wall: float, epochs: int,
+         details: dict) -> dict:
+    table = error_table(pred)["overall"]
+    per_frame = np.abs(pred.energy_pred - pred.energy_ref)[pred.has_energy]
+    row = {"task": task_name, "model": model, "epochs": epochs, "wall_time_s": wall,
+           "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
+           "energy_mae_meV": float(per_frame.mean()) * 1e3,
+           "forces_mae_meV_per_A": table["forces"]["mae"] * 1e3,
+           "forces_rmse_meV_per_A": table["forces"]["rmse"] * 1e3,
+           "stress_mae_GPa": (table["stress"]["mae"] / nnip.units.GPa
+                              if "stress" in table else None),
+           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), **details}
+    return row
+
+
+def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out: Path,
+             minutes: float, threads: int) -> dict:
+    """Train one nnip architecture within the budget and score it on the test set."""
+    spec = NNIP_MODELS[name]
+    config = {
+        "data": {"train": [str(split["train"])], "validation": [str(split["valid"])],
+                 "test": [str(split["test"])]},
+        "model": {"arch": spec["arch"], "cutoff": task.cutoff, "params": spec["params"]},
+        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
+        "train": {"epochs": 100000, "batch_size": BATCH, "lr": LR, "scheduler": "plateau",
+                  "plateau_patience": 15, "plateau_factor": 0.5, "min_lr": 1e-5,
+                  "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
+                  "checkpoint_every": 1000, "threads": threads},
+        "output": {"run_dir": str(out / name / task_name), "license": "benchmark"},
+    }
+    start = time.perf_counter()
+    result = train(config, progress=True)
+    wall = time.perf_counter() - start
+    pred = predict_frames(result.model, read(split["test"]), batch_size=8)
+    return _row(task_name, task, name, pred, wall, len(result.history),
+                {"params": result.config.model.params})
+
+
+def _mace_best_epoch(checkpoints: Path) -> int | None:
+    epochs = [int(m.group(1)) for p in checkpoints.glob("*.pt")
+              if (m := re.search(r"_epoch-(\d+)", p.name))]
+    return max(epochs) if epochs else None
+
+
+def _mace_files(split: dict[str, Path], folder: Path) -> dict[str, Path]:
+    """The split with labels under REF_* keys (mace-torch's recommended names)."""
+    out = {}
+    for key, path in split.items():
+        frames = []
+        for atoms in read(path):
+            results = atoms.calc.results
+            copy = atoms.copy()
+            copy.calc = None
+            copy.info["REF_energy"] = float(results["energy"])
+            copy.arrays["REF_forces"] = np.asarray(results["forces"])
+            if "stress" in results:
+                stress = np.asarray(results["stress"])
+                copy.info["REF_stress"] = (stress if stress.shape == (3, 3) else
+                                           voigt_6_to_full_3x3_stress(stress))
+            frames.append(copy)
+        out[key] = folder / f"{key}_mace.xyz"
+        ase.io.write(out[key], frames, format="extxyz")
+    return out
+
+
+def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path,
+                   minutes: float, threads: int) -> dict:
+    """Train mace-torch within the budget (stopped, then finalised) and score it."""
+    python = ensure_peer("mace")
+    folder = out / "mace-torch" / task_name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    files = _mace_files(split, folder)
+    has_stress = any("REF_stress" in a.info for a in ase.io.read(files["train"], ":"))
+    env = peer_env("mace")
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    train_script = Path(python).parent / "mace_run_train"
+    base = [str(train_script), "--name", "mace", "--work_dir", str(folder), "--seed", "0",
+            "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
+            "--E0s", "average", "--r_max", str(task.cutoff), *MACE_TORCH_ARGS,
+            "--energy_key", "REF_energy", "--forces_key", "REF_forces",
+            "--stress_key", "REF_stress", "--loss", "stress" if has_stress else "weighted",
+            "--energy_weight", "10", "--forces_weight", "1", "--stress_weight", "10",
+            "--batch_size", str(BATCH), "--valid_batch_size", "8", "--lr", str(LR),
+            "--ema", "--ema_decay", "0.99", "--amsgrad", "--scheduler_patience", "15",
+            "--lr_factor", "0.5", "--device", "cpu", "--default_dtype", "float64",
+            "--eval_interval", "1", "--restart_latest", "--save_cpu"]
+    log = (folder / "train.log").open("w")
+    start = time.perf_counter()
+    try:
+        subprocess.run([*base, "--max_num_epochs", "100000"], env=env, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=minutes * 60, check=True)
+    except subprocess.TimeoutExpired:
+        pass  # the budget is spent: finalise from the best checkpoint
+    wall = time.perf_counter() - start
+    epoch = _mace_best_epoch(folder / "checkpoints")
+    if epoch is None:
+        raise RuntimeError(f"mace-torch wrote no checkpoint within {minutes} min; "
+                           f"see {folder / 'train.log'}")
+    # Rerun with max_num_epochs at the checkpoint: loads it and only saves the model.
+    subprocess.run([*base, "--max_num_epochs", str(epoch)], env=env, stdout=log,
+                   stderr=subprocess.STDOUT, check=True)
+    model = folder / "mace.model"
+    predicted = folder / "test_predicted.xyz"
+    subprocess.run([str(python), str(HERE / "peers" / "mace_predict.py"), str(model),
+                    str(files["test"]), str(predicted)], env=env, check=True)
+    pred = compare_frames(read(split["test"]), read(predicted))
+    return _row(task_name, task, "mace-torch", pred, wall, epoch + 1,
+                {"params": " ".join(MACE_TORCH_ARGS)})
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    """Results tables, one per task."""
+    lines = [f"Accuracy benchmark, {meta['machine']}, nnip {meta['nnip']}, torch "
+             f"{meta['torch']}. Test-set mean absolute errors; every model of a task had "
+             "the same training budget and split.", ""]
+    for name in TASKS:
+        task_rows = [r for r in rows if r["task"] == name]
+        if not task_rows:
+            continue
+        task = TASKS[name]
+        e_unit = "meV" if task.per_structure else "meV/atom"
+        lines += [f"### {name}", "",
+                  f"| model | budget (min) | epochs | E MAE ({e_unit}) | F MAE (meV/Å) | "
+                  "stress MAE (GPa) | wall time (s) | date |", "|---|---|---|---|---|---|---|---|"]
+        for label, (e, f) in task.published.items():
+            lines.append(f"| {label} | – | – | {e} | {f:g} | – | – | published |")
+        for r in task_rows:
+            e = r["energy_mae_meV"] if task.per_structure else r["energy_mae_meV_per_atom"]
+            s = f"{r['stress_mae_GPa']:.3f}" if r["stress_mae_GPa"] is not None else "–"
+            lines.append(f"| {r['model']} | {r['minutes']:g} | {r['epochs']} | {e:.2f} | "
+                         f"{r['forces_mae_meV_per_A']:.1f} | {s} | {r['wall_time_s']:.0f} | "
+                         f"{r['date']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["mlearn-Si", "rmd17-ethanol"],
+                        choices=list(TASKS))
+    parser.add_argument("--models", nargs="+", default=["nnip-mace", "mace-torch"],
+                        choices=MODELS)
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="training wall-time budget per task and model")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default=str(HERE / "runs"))
+    parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--list", action="store_true", help="list tasks and models")
+    args = parser.parse_args()
+    if args.list:
+        for name, task in TASKS.items():
+            print(f"{name:16s} {task.train} / {task.test}")
+        print("models:", " ".join(MODELS))
+        return
+    if not DATA.is_dir():
+        raise SystemExit(f"data not found at {DATA}")
+    out, results = Path(args.out), Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    json_path = results / "accuracy.json"
+    rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
+    meta = {"machine": f"{_cpu_name()}, {args.threads} threads", "nnip": nnip.__version__,
+            "torch": torch.__version__}
+    for task_name in args.tasks:
+        task = TASKS[task_name]
+        split = make_split(task_name, task, out)
+        for model in args.models:
+            print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
+            if model == "mace-torch":
+                row = run_mace_torch(task_name, task, split, out, args.minutes, args.threads)
+            else:
+                row = run_nnip(model, task_name, task, split, out, args.minutes, args.threads)
+            row["minutes"] = args.minutes
+            row["threads"] = args.threads
+            rows = [r for r in rows if (r["task"], r["model"]) != (task_name, model)] + [row]
+            rows.sort(key=lambda r: (list(TASKS).index(r["task"]), MODELS.index(r["model"])))
+            json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+            (results / "accuracy.md").write_text(markdown(rows, meta))
+            print(markdown([row], meta), flush=True)
+
+
+if __name__ == "__main__":
+    main()

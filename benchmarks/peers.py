@@ -1,0 +1,69 @@
+"""Peer packages for side-by-side benchmarks, each in its own virtual environment.
+
+A peer is installed from PyPI into ``benchmarks/.venvs/<name>`` (git-ignored), with the
+CPU build of ``torch==2.13.0`` installed first so that pip does not pull the CUDA wheels.
+Environment variables a peer needs at run time are returned by :func:`peer_env`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENVS = ROOT / "benchmarks" / ".venvs"
+TORCH = "torch==2.13.0"
+
+# name -> (pip requirements, extra environment variables)
+PEERS: dict[str, tuple[list[str], dict[str, str]]] = {
+    # mace-torch 0.3.16 pins e3nn 0.4.4, whose constants loader and MACE's own model
+    # loading use torch.load without weights_only; torch >= 2.6 refuses that by default.
+    "mace": (["mace-torch==0.3.16"], {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
+}
+
+
+def venv_python(name: str) -> Path:
+    """Path of the peer's Python interpreter (the peer need not be installed yet)."""
+    return VENVS / name / "bin" / "python"
+
+
+def peer_env(name: str) -> dict[str, str]:
+    """Process environment for running the peer (os.environ plus its variables)."""
+    env = dict(os.environ)
+    env.update(PEERS[name][1])
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    return env
+
+
+def ensure_peer(name: str, quiet: bool = True) -> Path:
+    """Create the peer's environment when missing and return its Python interpreter.
+
+    Raises:
+        RuntimeError: pip failed; the message carries the end of pip's output.
+    """
+    if name not in PEERS:
+        raise KeyError(f"unknown peer {name!r}; known: {sorted(PEERS)}")
+    python = venv_python(name)
+    marker = VENVS / name / ".nnip-installed"
+    requirements = PEERS[name][0]
+    wanted = "\n".join([TORCH, *requirements])
+    if marker.is_file() and marker.read_text() == wanted and python.is_file():
+        return python
+    print(f"installing peer {name!r} ({', '.join(requirements)}) into {VENVS / name} ...",
+          flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
+    for step in ([TORCH], requirements):
+        proc = subprocess.run([str(python), "-m", "pip", "install", *(["-q"] if quiet else []),
+                               *step], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pip install {' '.join(step)} failed for peer {name!r}:\n"
+                               f"{(proc.stdout + proc.stderr)[-3000:]}")
+    marker.write_text(wanted)
+    return python
+
+
+if __name__ == "__main__":
+    for peer in sys.argv[1:] or sorted(PEERS):
+        print(ensure_peer(peer, quiet=False))
