@@ -27,15 +27,14 @@ import itertools
 from dataclasses import dataclass
 
 import torch
-from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap
+from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
 from nnip.nn.mlp import MLP
-from nnip.nn.radial import BesselBasis
 
 __all__ = ["MACEConfig", "MACE", "SymmetricContraction"]
 
@@ -224,20 +223,9 @@ class MACELayer(nn.Module):
         super().__init__()
         k = config.n_features
         self.k, self.irreps_sh = k, irreps_sh
-        self.linear_up = o3.Linear(irreps_in, irreps_in)
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_edge) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_edge:
-                    if ir_out in irreps_sh:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        irreps_mid = o3.Irreps(mid)
-        self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
-                                   shared_weights=False, internal_weights=False)
-        self.radial = e3nn_nn.FullyConnectedNet(
-            [config.n_basis, config.radial_hidden, config.radial_hidden, self.tp.weight_numel],
-            torch.nn.functional.silu)
+        self.conv = Convolution(irreps_in, irreps_sh, irreps_sh, config.n_basis,
+                                [config.radial_hidden] * 2, config.avg_num_neighbors)
+        irreps_mid = self.conv.irreps_out
         # A in K channels of every spherical-harmonic irrep: "K x 0e + K x 1o + ..."
         irreps_A = o3.Irreps([(k, ir) for _, ir in irreps_sh])
         self.linear_A = o3.Linear(irreps_mid.simplify(), irreps_A)
@@ -247,7 +235,6 @@ class MACELayer(nn.Module):
         self.linear_out = o3.Linear(o3.Irreps([(k, ir) for _, ir in single_out]), irreps_out)
         self.self_connection = o3.FullyConnectedTensorProduct(
             irreps_in, o3.Irreps(f"{n_types}x0e"), irreps_out)
-        self.norm = 1.0 / config.avg_num_neighbors
 
     def _to_channels(self, x: torch.Tensor) -> torch.Tensor:
         """e3nn layout of ``K x (0e + 1o + ...)`` (sorted) -> ``(n_nodes, K, sh.dim)``."""
@@ -262,11 +249,7 @@ class MACELayer(nn.Module):
                 sh: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
                 edge_index: torch.Tensor) -> torch.Tensor:
         """Update node features (shapes in the class docstring)."""
-        i, j = edge_index
-        weights = self.radial(radial) * envelope.unsqueeze(-1)  # (n_edges, weight_numel)
-        messages = self.tp(self.linear_up(h)[j], sh, weights)  # (n_edges, mid.dim)
-        agg = messages.new_zeros((h.shape[0], messages.shape[1]))
-        agg = agg.index_add(0, i, messages) * self.norm  # (n_nodes, mid.dim)
+        agg = self.conv(h, sh, radial, envelope, edge_index)  # (n_nodes, mid.dim)
         A = self._to_channels(self.linear_A(agg))  # (n_nodes, K, sh.dim)
         B = self.product(A, types)  # (n_nodes, K * out.dim)
         return self.linear_out(B) + self.self_connection(h, one_hot)
@@ -289,10 +272,7 @@ class MACE(nn.Module):
         self.type_map = type_map
         self.n_types = type_map.n_types
         self.irreps_sh = _irreps_up_to(c.l_max)
-        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
-                                                         normalization="component")
-        self.basis = BesselBasis(cutoff, c.n_basis)
-        self.envelope = CUTOFFS[c.cutoff_fn](cutoff)
+        self.edges = EdgeEmbedding(self.irreps_sh, cutoff, c.n_basis, c.cutoff_fn)
         self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
                                    o3.Irreps(f"{c.n_features}x0e"))
         irreps = o3.Irreps(f"{c.n_features}x0e")
@@ -310,16 +290,11 @@ class MACE(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in the model dtype."""
-        vectors = graph.edge_vectors()  # (n_edges, 3)
-        r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
-        sh = self.spherical_harmonics(vectors)  # (n_edges, sh.dim)
-        radial = self.basis(r)  # (n_edges, n_basis)
-        envelope = self.envelope(r)  # (n_edges,)
+        sh, radial, envelope = self.edges(graph)  # (n_edges, sh.dim), (n_edges, n_basis), ...
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
         # One extra node per element, without edges: the isolated atom of that element.
-        all_types = torch.cat([types, torch.arange(self.n_types, device=types.device)])
-        one_hot = torch.nn.functional.one_hot(all_types, self.n_types).to(vectors.dtype)
+        all_types, one_hot = with_isolated_atoms(types, self.n_types, sh.dtype)
         h = self.embedding(one_hot)  # (n_nodes, K)
         energy = h.new_zeros(h.shape[0])  # (n_nodes,)
         for layer, readout in zip(self.layers, self.readouts):

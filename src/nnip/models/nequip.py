@@ -29,8 +29,8 @@ from torch import nn
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap
+from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
 from nnip.nn.mlp import MLP
-from nnip.nn.radial import BesselBasis
 
 __all__ = ["NequIPConfig", "NequIP"]
 
@@ -108,20 +108,10 @@ class Interaction(nn.Module):
                  n_types: int, config: NequIPConfig) -> None:
         super().__init__()
         self.irreps_in = irreps_in
-        self.linear_in = o3.Linear(irreps_in, irreps_in)
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_edge) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_edge:
-                    if ir_out in irreps_target:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        irreps_mid = o3.Irreps(mid)
-        self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
-                                   shared_weights=False, internal_weights=False)
-        self.radial = e3nn_nn.FullyConnectedNet(
-            [config.n_basis] + [config.radial_hidden] * config.radial_layers
-            + [self.tp.weight_numel], torch.nn.functional.silu)
+        self.conv = Convolution(irreps_in, irreps_sh, irreps_target, config.n_basis,
+                                [config.radial_hidden] * config.radial_layers,
+                                config.avg_num_neighbors)
+        irreps_mid = self.conv.irreps_out
         reachable = o3.Irreps([(m, ir) for m, ir in irreps_target
                                if any(ir == x for _, x in irreps_mid)])
         scalars = o3.Irreps([(m, ir) for m, ir in reachable if ir.l == 0])
@@ -135,17 +125,12 @@ class Interaction(nn.Module):
         self.self_connection = o3.FullyConnectedTensorProduct(
             irreps_in, o3.Irreps(f"{n_types}x0e"), self.gate.irreps_in)
         self.irreps_out = self.gate.irreps_out
-        self.norm = 1.0 / config.avg_num_neighbors
 
     def forward(self, h: torch.Tensor, one_hot: torch.Tensor, sh: torch.Tensor,
                 radial: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor
                 ) -> torch.Tensor:
         """Update node features (shapes in the class docstring)."""
-        i, j = edge_index
-        weights = self.radial(radial) * envelope.unsqueeze(-1)  # (n_edges, weight_numel)
-        messages = self.tp(self.linear_in(h)[j], sh, weights)  # (n_edges, mid.dim)
-        agg = messages.new_zeros((h.shape[0], messages.shape[1]))
-        agg = agg.index_add(0, i, messages) * self.norm  # (n_nodes, mid.dim)
+        agg = self.conv(h, sh, radial, envelope, edge_index)  # (n_nodes, mid.dim)
         out = self.gate(self.linear_out(agg) + self.self_connection(h, one_hot))
         if self.irreps_out == self.irreps_in:
             out = out + h
@@ -169,10 +154,7 @@ class NequIP(nn.Module):
         self.type_map = type_map
         self.n_types = type_map.n_types
         self.irreps_sh = o3.Irreps.spherical_harmonics(c.l_max)
-        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
-                                                         normalization="component")
-        self.basis = BesselBasis(cutoff, c.n_basis)
-        self.envelope = CUTOFFS[c.cutoff_fn](cutoff)
+        self.edges = EdgeEmbedding(self.irreps_sh, cutoff, c.n_basis, c.cutoff_fn)
         self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
                                    o3.Irreps(f"{c.n_features}x0e"))
         target = hidden_irreps(c.n_features, c.l_max, c.parity)
@@ -188,16 +170,11 @@ class NequIP(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in the model dtype."""
-        vectors = graph.edge_vectors()  # (n_edges, 3)
-        r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
-        sh = self.spherical_harmonics(vectors)  # (n_edges, irreps_sh.dim)
-        radial = self.basis(r)  # (n_edges, n_basis)
-        envelope = self.envelope(r)  # (n_edges,)
+        sh, radial, envelope = self.edges(graph)  # (n_edges, sh.dim), (n_edges, n_basis), ...
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
         # One extra node per element, without edges: the isolated atom of that element.
-        all_types = torch.cat([types, torch.arange(self.n_types, device=types.device)])
-        one_hot = torch.nn.functional.one_hot(all_types, self.n_types).to(vectors.dtype)
+        _, one_hot = with_isolated_atoms(types, self.n_types, sh.dtype)
         h = self.embedding(one_hot)  # (n_nodes, n_features)
         for layer in self.interactions:
             h = layer(h, one_hot, sh, radial, envelope, graph.edge_index)
