@@ -8,6 +8,7 @@ Environment variables a peer needs at run time are returned by :func:`peer_env`.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,17 @@ PEERS: dict[str, tuple[list[str], dict[str, str]]] = {
     # loading use torch.load without weights_only; torch >= 2.6 refuses that by default.
     "mace": (["mace-torch==0.3.16"], {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
 }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for results tables."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def venv_python(name: str) -> Path:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -45,7 +44,7 @@ from nnip.validate import compare_frames, error_table, predict_frames
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from peers import ensure_peer, peer_env  # noqa: E402
+from peers import cpu_name, ensure_peer, peer_env  # noqa: E402
 
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 
@@ -97,14 +96,6 @@ MODELS = [*NNIP_MODELS, "mace-torch"]
 BATCH, LR = 4, 3e-3
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_split(name: str, task: Task, out: Path) -> dict[str, Path]:
@@ -289,7 +280,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     json_path = results / "accuracy.json"
     rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
-    meta = {"machine": f"{_cpu_name()}, {args.threads} threads", "nnip": nnip.__version__,
+    meta = {"machine": f"{cpu_name()}, {args.threads} threads", "nnip": nnip.__version__,
             "torch": torch.__version__}
     for task_name in args.tasks:
         task = TASKS[task_name]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +24,9 @@ import torch
 
 import nnip
 from nnip.training import train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peers import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = (ROOT / ".." / "shared" / "data" / "mlearn").resolve()
@@ -34,14 +37,6 @@ PUBLISHED = {"Ni": (0.42, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01),
              "Mo": (2.24, 0.09), "Si": (2.21, 0.06), "Ge": (1.79, 0.05)}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def config_for(element: str, out: Path, minutes: float, arch: str, params: dict) -> dict:
@@ -113,7 +108,7 @@ def main() -> None:
     out, results = Path(args.out), Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "machine": f"{_cpu_name()}, {torch.get_num_threads()} torch threads",
+            "machine": f"{cpu_name()}, {torch.get_num_threads()} torch threads",
             "nnip": nnip.__version__, "torch": torch.__version__, "minutes": args.minutes}
     # Rows of earlier runs (other elements or architectures) are kept; a rerun of the same
     # element and architecture replaces its row.
