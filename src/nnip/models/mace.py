@@ -149,6 +149,12 @@ def _symmetrise(c: torch.Tensor, nu: int) -> torch.Tensor:
 class SymmetricContraction(nn.Module):
     """Channel-wise symmetric contraction of A features into irreps (MACE eq. 10-11).
 
+    The element- and channel-dependent weights are first folded into the couplings,
+    ``W_ν[z, c, m, i..] = Σ_p w_ν[z, c, p] U_ν[p, m, i..]`` (cheap: per element, not per
+    atom), and all orders are then contracted with A in one nested (Horner) pass,
+    ``B = ((W_N·A + W_{N-1})·A + ...)·A``, so the cost per atom is
+    ``K · dim(out) · d^N`` instead of ``K · n_paths · d^N``.
+
     Args:
         irreps_in: irreps of one channel of A (e.g. ``0e+1o+2e``).
         irreps_out: irreps of one channel of the output (e.g. ``0e+1o``).
@@ -166,46 +172,46 @@ class SymmetricContraction(nn.Module):
         super().__init__()
         self.irreps_out = o3.Irreps(irreps_out)
         self.correlation = correlation
+        self.n_types = n_types
+        d, m = o3.Irreps(irreps_in).dim, self.irreps_out.dim
+        offsets = dict(zip([str(ir) for _, ir in self.irreps_out],
+                           [sl.start for sl in self.irreps_out.slices()]))
         self.weights = nn.ParameterList()
-        self.paths: list[dict[str, list[tuple[int, int]]]] = []
         for nu in range(1, correlation + 1):
             couplings = symmetric_couplings(irreps_in, nu, self.irreps_out)
-            self.register_buffer(f"U{nu}", torch.cat([c for _, c in couplings]))
-            rows: dict[str, list[tuple[int, int]]] = {}
-            start = 0
-            for ir, _ in couplings:
-                rows.setdefault(str(ir), []).append((start, start + ir.dim))
-                start += ir.dim
-            self.paths.append(rows)
-            n_paths = max(len(couplings), 1)
+            # Q[p, m, i..]: coupling p placed in the rows of its output irrep.
+            q = torch.zeros(max(len(couplings), 1), m, *([d] * nu), dtype=torch.float64)
+            for p, (ir, c) in enumerate(couplings):
+                q[p, offsets[str(ir)]:offsets[str(ir)] + ir.dim] = c
+            self.register_buffer(f"Q{nu}", q)
+            n_paths = q.shape[0]
             self.weights.append(nn.Parameter(
                 torch.randn(n_types, n_channels, n_paths) / n_paths**0.5))
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]  # noqa: ANN001
         # The couplings are exact in float64; a float32 model casts them where used.
-        keep = {nu: getattr(self, f"U{nu}") for nu in range(1, self.correlation + 1)}
+        keep = {nu: getattr(self, f"Q{nu}") for nu in range(1, self.correlation + 1)}
         super()._apply(fn, recurse)
-        for nu, u in keep.items():
-            setattr(self, f"U{nu}", u.to(device=getattr(self, f"U{nu}").device))
+        for nu, q in keep.items():
+            setattr(self, f"Q{nu}", q.to(device=getattr(self, f"Q{nu}").device))
         return self
 
     def forward(self, A: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         """Contract (shapes in the class docstring)."""
-        out = {str(ir): A.new_zeros((A.shape[0], A.shape[1], ir.dim))
-               for _, ir in self.irreps_out}
-        for nu in range(1, self.correlation + 1):
-            U = getattr(self, f"U{nu}").to(A.dtype)  # (n_out, d, ..., d)
-            letters = _LETTERS[:nu]
-            spec = f"o{letters}," + ",".join(f"nc{x}" for x in letters) + "->nco"
-            B = torch.einsum(spec, U, *([A] * nu))  # (n_nodes, K, n_out)
-            w = self.weights[nu - 1][types]  # (n_nodes, K, n_paths)
-            p = 0
-            for name, spans in self.paths[nu - 1].items():
-                for start, stop in spans:
-                    out[name] = out[name] + B[..., start:stop] * w[..., p:p + 1]
-                    p += 1
+        W = [torch.einsum("zcp,pm...->zcm...", self.weights[nu - 1],
+                          getattr(self, f"Q{nu}").to(A.dtype))
+             for nu in range(1, self.correlation + 1)]  # W[ν-1]: (n_types, K, M, d^ν)
         n, k = A.shape[0], A.shape[1]
-        return torch.cat([out[str(ir)].reshape(n, k * ir.dim) for _, ir in self.irreps_out],
+        out = A.new_zeros((n, k, self.irreps_out.dim))  # (n_nodes, K, M)
+        for z in range(self.n_types):
+            idx = torch.nonzero(types == z).squeeze(-1)
+            a = A[idx]  # (n_z, K, d)
+            t = torch.einsum("cm...i,nci->ncm...", W[-1][z], a)
+            for nu in range(self.correlation - 1, 0, -1):
+                t = torch.einsum("ncm...i,nci->ncm...", t + W[nu - 1][z], a)
+            out = out.index_copy(0, idx, t)  # t: (n_z, K, M)
+        return torch.cat([out[:, :, sl].reshape(n, k * ir.dim)
+                          for (_, ir), sl in zip(self.irreps_out, self.irreps_out.slices())],
                          dim=-1)  # (n_nodes, K * irreps_out.dim)
 
 
