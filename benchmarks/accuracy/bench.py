@@ -287,10 +287,16 @@ def main() -> None:
         split = make_split(task_name, task, out)
         for model in args.models:
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
-            if model == "mace-torch":
-                row = run_mace_torch(task_name, task, split, out, args.minutes, args.threads)
-            else:
-                row = run_nnip(model, task_name, task, split, out, args.minutes, args.threads)
+            try:
+                if model == "mace-torch":
+                    row = run_mace_torch(task_name, task, split, out, args.minutes,
+                                         args.threads)
+                else:
+                    row = run_nnip(model, task_name, task, split, out, args.minutes,
+                                   args.threads)
+            except (RuntimeError, subprocess.CalledProcessError, nnip.errors.NNIPError) as err:
+                print(f"!!! {task_name} / {model} failed, no row written: {err}", flush=True)
+                continue
             row["minutes"] = args.minutes
             row["threads"] = args.threads
             rows = [r for r in rows if (r["task"], r["model"]) != (task_name, model)] + [row]

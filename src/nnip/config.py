@@ -84,7 +84,9 @@ class ModelConfig:
     """Architecture and data-derived constants.
 
     Attributes:
-        arch: architecture name (``schnet``, ...).
+        arch: architecture name (``painn``, ``mace``, ``nequip``, ``schnet``); default
+            ``painn``, the recommended model (best test error per CPU minute in the
+            side-by-side benchmark, benchmarks/accuracy).
         cutoff: neighbour cutoff in Å.
         dtype: ``float64`` (default) or ``float32``.
         params: hyperparameters of the architecture (see its config dataclass).
@@ -93,7 +95,7 @@ class ModelConfig:
             times 1 Å, or the energy-per-atom spread when there are no forces).
     """
 
-    arch: str = "schnet"
+    arch: str = "painn"
     cutoff: float = 5.0
     dtype: Literal["float64", "float32"] = "float64"
     params: dict[str, Any] = field(default_factory=dict)

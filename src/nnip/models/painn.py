@@ -51,7 +51,7 @@ class PaiNNConfig:
         avg_num_neighbors: messages are divided by this (data-derived).
     """
 
-    n_features: int = 128
+    n_features: int = 64
     n_interactions: int = 3
     n_basis: int = 20
     radial_basis: str = "bessel"
