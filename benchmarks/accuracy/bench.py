@@ -213,6 +213,9 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     except subprocess.TimeoutExpired:
         pass  # the budget is spent: finalise from the best checkpoint
     wall = time.perf_counter() - start
+    log.flush()
+    logged = [int(x) for x in re.findall(r"Epoch (\d+):", (folder / "train.log").read_text())]
+    epochs_run = max(logged) + 1 if logged else 0
     epoch = _mace_best_epoch(folder / "checkpoints")
     if epoch is None:
         raise RuntimeError(f"mace-torch wrote no checkpoint within {minutes} min; "
@@ -225,8 +228,8 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     subprocess.run([str(python), str(HERE / "peers" / "mace_predict.py"), str(model),
                     str(files["test"]), str(predicted)], env=env, check=True)
     pred = compare_frames(read(split["test"]), read(predicted))
-    return _row(task_name, task, "mace-torch", pred, wall, epoch + 1,
-                {"params": " ".join(MACE_TORCH_ARGS)})
+    return _row(task_name, task, "mace-torch", pred, wall, epochs_run,
+                {"params": " ".join(MACE_TORCH_ARGS), "best_epoch": epoch})
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
