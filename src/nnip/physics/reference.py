@@ -9,6 +9,7 @@ learned term only models the interaction energy.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -111,5 +112,15 @@ def fit_reference_energies(
     if not rows:
         raise DataError("no structure has an energy label to fit reference energies",
                         field="energy")
-    solution, *_ = np.linalg.lstsq(np.array(rows), np.array(energies), rcond=rcond)
+    counts = np.array(rows)
+    solution, _, rank, _ = np.linalg.lstsq(counts, np.array(energies), rcond=rcond)
+    if rank < len(elements):
+        present = [s for s, n in zip(elements, counts.sum(axis=0)) if n > 0]
+        warnings.warn(
+            f"the compositions of the {len(rows)} labelled structures do not determine the "
+            f"reference energy of every element ({present} appear in only {rank} independent "
+            "combinations): the split of E0 between elements is arbitrary (minimum norm). "
+            "Energies of these compositions are unaffected, but isolated atoms, dimers and "
+            "other compositions are not; give model.e0 (e.g. isolated-atom DFT energies) to "
+            "fix it.", stacklevel=2)
     return {s: float(v) for s, v in zip(elements, solution)}
