@@ -23,4 +23,4 @@ def test_example_config_trains(path, shared_data, tmp_path, capsys):
     assert code == 0
     assert (tmp_path / "run" / "model.nnip").exists()
     code = main(["info", str(tmp_path / "run" / "model.nnip")])
-    assert code == 0 and "schnet" in capsys.readouterr().out
+    assert code == 0 and config.model.arch in capsys.readouterr().out
