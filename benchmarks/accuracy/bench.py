@@ -12,6 +12,8 @@ Usage (repository root, project environment)::
     python benchmarks/accuracy/bench.py --tasks mlearn-Si rmd17-ethanol \\
         --models nnip-mace mace-torch --minutes 10
     python benchmarks/accuracy/bench.py --list
+    python benchmarks/accuracy/bench.py --tasks mlearn-Ni mlearn-Cu mlearn-Li mlearn-Mo \
+        mlearn-Si mlearn-Ge --models nnip-painn nnip-mace mace-torch --minutes 60 --skip-done
 
 Results (Markdown + JSON, one row per task and model, earlier rows kept) go to
 ``benchmarks/accuracy/results/accuracy.{md,json}``.
@@ -270,6 +272,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default=str(HERE / "runs"))
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--skip-done", action="store_true",
+                        help="skip (task, model) pairs that already have a row with this "
+                        "budget, so that a long grid can be run in several sittings")
     parser.add_argument("--list", action="store_true", help="list tasks and models")
     args = parser.parse_args()
     if args.list:
@@ -289,6 +294,10 @@ def main() -> None:
         task = TASKS[task_name]
         split = make_split(task_name, task, out)
         for model in args.models:
+            if args.skip_done and any((r["task"], r["model"], r["minutes"]) ==
+                                      (task_name, model, args.minutes) for r in rows):
+                print(f"=== {task_name} / {model}: done, skipped", flush=True)
+                continue
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
             try:
                 if model == "mace-torch":
