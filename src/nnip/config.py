@@ -161,7 +161,9 @@ class TrainConfig:
         seed: seed of weight initialisation and shuffling.
         checkpoint_every: write a checkpoint every this many steps (and at every epoch
             end).
-        time_limit_min: stop training after this many minutes (0: no limit).
+        time_limit_min: stop training after this many minutes, also inside an epoch (0:
+            no limit); the best validated (or, before any validation, the current)
+            weights are the result, and a rerun with a longer limit resumes.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         threads: torch CPU threads (0: torch's default).
     """

@@ -16,6 +16,7 @@ import yaml
 from nnip.errors import ConfigError, TrainingError
 from nnip.training import train
 from nnip.training.checkpoint import load_checkpoint
+from nnip.training.trainer import _build_model
 
 from .conftest import small_config
 
@@ -108,3 +109,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(emt_file, tmp_path, monke
     state = load_checkpoint(run_dir / "checkpoint.pt")
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_time_limit_stops_mid_epoch_with_trained_weights(emt_file, tmp_path):
+    """A time limit shorter than one epoch stops after the current step and still returns
+    (and saves) the trained weights, not the initial ones."""
+    config = small_config(emt_file, tmp_path / "run", epochs=3, batch_size=1,
+                          time_limit_min=1e-4)
+    result = train(config, progress=False)
+    assert result.history == []  # stopped inside the first epoch
+    initial = _build_model(result.config, torch.device("cpu"))  # same seed: initial weights
+    changed = [not torch.equal(a, b) for a, b in
+               zip(result.model.state_dict().values(), initial.state_dict().values())]
+    assert any(changed)
+    assert (tmp_path / "run" / "model.nnip").exists()

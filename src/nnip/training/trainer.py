@@ -286,6 +286,7 @@ class _Run:
         start_time = time.monotonic() - self.elapsed
         bar = _Bar(self.progress, total=t.epochs * self.steps_per_epoch, done=self.step)
         self.tensorboard = _open_tensorboard(self.run_dir)
+        out_of_time = lambda: bool(t.time_limit_min) and self.elapsed > 60 * t.time_limit_min
         try:
             while self.epoch < t.epochs:
                 order = self._order(self.epoch)
@@ -299,15 +300,33 @@ class _Run:
                                 + _last_validation(self.history))
                     if self.step % t.checkpoint_every == 0:
                         self.save()
+                    if out_of_time() and self.batch_in_epoch < self.steps_per_epoch:
+                        # The time limit is honoured mid-epoch (large data sets): keep the
+                        # current weights if they validate better, checkpoint, stop. A rerun
+                        # with a longer limit resumes from this step.
+                        self._keep_if_better()
+                        self.save()
+                        return
                 stop = self._end_epoch(bar)
                 self.elapsed = time.monotonic() - start_time
                 self.save()
-                if stop or (t.time_limit_min and self.elapsed > 60 * t.time_limit_min):
+                if stop or out_of_time():
                     break
         finally:
             bar.close()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+
+    def _keep_if_better(self) -> None:
+        """Make the current EMA weights the result if they validate better.
+
+        Also when there is no validation set or no epoch has been validated yet.
+        """
+        val = self.validate().get("val_loss")
+        if val is None or not self.history or val < self.best_val:
+            if val is not None:
+                self.best_val = min(val, self.best_val)
+            self.best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
 
     def _end_epoch(self, bar: _Bar) -> bool:
         t = self.config.train
