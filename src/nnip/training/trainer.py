@@ -152,7 +152,7 @@ class _Run:
         self.device = _device(t.device)
         self.model = _build_model(config, self.device)
         self.ema = copy.deepcopy(self.model)
-        self.best_state = {k: v.clone() for k, v in self.ema.state_dict().items()}
+        self.best_state = self._ema_snapshot()
         self.train_set = train_set
         self.val_set = StructureDataset(splits.validation, config.model.cutoff) \
             if splits.validation else None
@@ -317,6 +317,10 @@ class _Run:
             if self.tensorboard is not None:
                 self.tensorboard.close()
 
+    def _ema_snapshot(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the EMA weights (the candidate result of the run)."""
+        return {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+
     def _keep_if_better(self) -> None:
         """Make the current EMA weights the result if they validate better.
 
@@ -326,7 +330,7 @@ class _Run:
         if val is None or not self.history or val < self.best_val:
             if val is not None:
                 self.best_val = min(val, self.best_val)
-            self.best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+            self.best_state = self._ema_snapshot()
 
     def _end_epoch(self, bar: _Bar) -> bool:
         t = self.config.train
@@ -339,7 +343,7 @@ class _Run:
         improved = val is not None and val < self.best_val
         if improved:
             self.best_val, self.stale_epochs = val, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+            self.best_state = self._ema_snapshot()
         else:
             self.stale_epochs += 1
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

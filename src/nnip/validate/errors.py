@@ -33,7 +33,6 @@ import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
-from ase.stress import voigt_6_to_full_3x3_stress
 
 from nnip.data.graph import Targets
 from nnip.errors import DataError
@@ -203,29 +202,24 @@ def compare_frames(reference: Sequence[ase.Atoms], predicted: Sequence[ase.Atoms
         raise DataError("no structures to compare")
     if len(reference) != len(predicted):
         raise DataError(f"{len(reference)} reference frames but {len(predicted)} predicted")
-    n_atoms = np.array([len(a) for a in reference], dtype=np.int64)
-    energy = np.zeros(len(reference))
-    stress = np.full((len(reference), 3, 3), np.nan)
-    computed = np.zeros(len(reference), dtype=bool)
-    energies, forces = [], []
     for k, (ref, pred) in enumerate(zip(reference, predicted)):
         if ref.get_chemical_symbols() != pred.get_chemical_symbols():
             raise DataError("predicted frame has other atoms than the reference", index=k)
-        results = pred.calc.results if pred.calc is not None else {}
-        for key in ("energy", "forces"):
-            if key not in results:
-                raise DataError("predicted frame has no result", index=k, field=key)
-        energy[k] = float(results["energy"])
-        forces.append(np.asarray(results["forces"], dtype=np.float64).reshape(-1, 3))
-        energies.append(np.asarray(results.get("energies", np.full(len(ref), np.nan)),
-                                   dtype=np.float64))
-        if "stress" in results:
-            value = np.asarray(results["stress"], dtype=np.float64)
-            stress[k] = voigt_6_to_full_3x3_stress(value) if value.shape == (6,) else \
-                value.reshape(3, 3)
-            computed[k] = True
-    return _assemble(reference, Targets.from_atoms(reference), n_atoms, computed, energy,
-                     energies, forces, stress)
+    # The predictions are read like labels (Voigt or 3x3 stress, shapes, finiteness).
+    got = Targets.from_atoms(predicted)
+    numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    for key, has in (("energy", got.has_energy), ("forces", got.has_forces)):
+        missing = np.flatnonzero(~numpy(has).astype(bool))
+        if missing.size:
+            raise DataError("predicted frame has no result", index=int(missing[0]), field=key)
+    n_atoms = np.array([len(a) for a in reference], dtype=np.int64)
+    computed = numpy(got.has_stress).astype(bool)
+    stress = np.where(computed[:, None, None], numpy(got.stress), np.nan)
+    forces = np.split(numpy(got.forces), np.cumsum(n_atoms)[:-1])
+    energies = [np.asarray((p.calc.results if p.calc is not None else {}).get(
+        "energies", np.full(len(p), np.nan)), dtype=np.float64) for p in predicted]
+    return _assemble(reference, Targets.from_atoms(reference), n_atoms, computed,
+                     numpy(got.energy).astype(np.float64), energies, forces, stress)
 
 
 def _assemble(frames: list[ase.Atoms], targets: Targets, n_atoms: np.ndarray,
