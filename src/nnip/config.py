@@ -123,6 +123,12 @@ class LossConfig:
         energy_weight, forces_weight, stress_weight: weights of each term.
         kind: ``mse`` or ``huber``.
         huber_delta: Huber threshold (in each property's unit).
+        final_energy_weight: energy weight of a final stage (0: no final stage). As in
+            MACE's second stage, training first learns forces and then, over the last
+            ``final_fraction`` of the run (of the epochs, or of ``train.time_limit_min``
+            when that ends first), weights energies more; the best-model selection
+            restarts at the switch because the validation loss changes with it.
+        final_fraction: fraction of the run spent in the final stage.
     """
 
     energy_weight: float = 10.0
@@ -130,10 +136,13 @@ class LossConfig:
     stress_weight: float = 10.0
     kind: Literal["mse", "huber"] = "mse"
     huber_delta: float = 0.01
+    final_energy_weight: float = 0.0
+    final_fraction: float = 0.2
 
     def check(self) -> None:
         """Range checks."""
-        for name in ("energy_weight", "forces_weight", "stress_weight"):
+        _in_range("loss.final_fraction", self.final_fraction, 0.0, 1.0)
+        for name in ("energy_weight", "forces_weight", "stress_weight", "final_energy_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         if self.huber_delta <= 0:
@@ -149,7 +158,10 @@ class TrainConfig:
         batch_size: structures per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        scheduler: ``plateau`` (halve on a stalled validation loss), ``cosine`` or ``none``.
+        scheduler: ``plateau`` (halve on a stalled validation loss), ``cosine`` (from
+            ``lr`` down to ``min_lr`` over the run: over ``epochs``, or over
+            ``time_limit_min`` when that ends first, so a run with a time budget
+            anneals to its end) or ``none``.
         plateau_patience: epochs without improvement before the plateau step.
         plateau_factor: learning-rate factor of the plateau step.
         min_lr: learning-rate floor.

@@ -123,3 +123,30 @@ def test_time_limit_stops_mid_epoch_with_trained_weights(emt_file, tmp_path):
                zip(result.model.state_dict().values(), initial.state_dict().values())]
     assert any(changed)
     assert (tmp_path / "run" / "model.nnip").exists()
+
+
+def test_cosine_follows_epochs_and_final_stage_weights_energy(emt_file, tmp_path):
+    """Cosine decays lr to min_lr over the epochs; the final stage switches the loss to the
+    energy-weighted one for the last fraction of the run, and selection restarts there."""
+    config = small_config(emt_file, tmp_path / "run", epochs=6, scheduler="cosine", lr=4e-3,
+                          min_lr=1e-5)
+    config["loss"] = {"final_energy_weight": 1000.0, "final_fraction": 0.5}
+    history = train(config, progress=False).history
+    lrs = [row["lr"] for row in history]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[0] < 4e-3 and lrs[-1] < 2e-4  # logged after each epoch's last step
+    assert [row["stage"] for row in history] == [1, 1, 1, 2, 2, 2]
+    # The validation loss jumps at the switch (energy weight 10 -> 1000).
+    assert history[3]["val_loss"] > 3 * history[2]["val_loss"]
+
+
+def test_cosine_with_time_limit_anneals_to_the_budget(emt_file, tmp_path, monkeypatch):
+    """With a time budget the cosine follows the clock, so the run ends near min_lr even
+    though the epoch budget is far from spent."""
+    clock = iter(range(0, 10**6, 10))  # every call to the clock: 10 s later
+    monkeypatch.setattr("nnip.training.trainer.time.monotonic", lambda: next(clock))
+    config = small_config(emt_file, tmp_path / "run", epochs=1000, scheduler="cosine",
+                          lr=4e-3, min_lr=1e-5, time_limit_min=20.0)
+    history = train(config, progress=False).history
+    assert 1 < len(history) < 1000
+    assert history[-1]["lr"] < 1e-4 < history[0]["lr"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import math
 import sys
 import time
@@ -156,7 +157,10 @@ class _Run:
         self.train_set = train_set
         self.val_set = StructureDataset(splits.validation, config.model.cutoff) \
             if splits.validation else None
-        self.loss = Loss(config.loss)
+        self.losses = (Loss(config.loss),
+                       Loss(dataclasses.replace(config.loss,
+                                                energy_weight=config.loss.final_energy_weight)))
+        self.stage = 0  # 1 once the final (energy-weighted) stage has begun
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr,
                                            weight_decay=t.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_set) / t.batch_size)
@@ -175,10 +179,32 @@ class _Run:
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=t.plateau_factor, patience=t.plateau_patience,
                 min_lr=t.min_lr)
+        return None  # "cosine" is set step by step from `fraction_done` (it follows the clock)
+
+    @property
+    def loss(self) -> Loss:
+        """The loss of the current stage."""
+        return self.losses[self.stage]
+
+    def fraction_done(self) -> float:
+        """Fraction of the run done: of the epoch budget or of the time limit, if sooner."""
+        t = self.config.train
+        done = self.step / (t.epochs * self.steps_per_epoch)
+        if t.time_limit_min:
+            done = max(done, self.elapsed / (60.0 * t.time_limit_min))
+        return min(done, 1.0)
+
+    def _schedule(self) -> None:
+        """Set the learning rate (cosine) and enter the final loss stage when it is due."""
+        t, c = self.config.train, self.config.loss
+        done = self.fraction_done()
         if t.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=t.epochs * self.steps_per_epoch, eta_min=t.min_lr)
-        return None
+            lr = t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * done))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        if c.final_energy_weight > 0 and self.stage == 0 and done >= 1.0 - c.final_fraction:
+            # Validation losses of the two stages are not comparable: select anew.
+            self.stage, self.best_val, self.stale_epochs = 1, math.inf, 0
 
     # -------------------------------------------------------------- checkpointing
     def state(self) -> dict[str, Any]:
@@ -189,7 +215,8 @@ class _Run:
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "best": self.best_state, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step, "epoch": self.epoch, "stage": self.stage,
+            "batch_in_epoch": self.batch_in_epoch,
             "best_val": self.best_val, "stale_epochs": self.stale_epochs,
             "history": self.history, "running": self.running, "elapsed": self.elapsed,
             "rng": torch.random.get_rng_state(),
@@ -202,11 +229,12 @@ class _Run:
         """Load a checkpoint written by `state`."""
         old = state["config"]
         new = config_to_dict(self.config)
+        defaults = config_to_dict(Config())  # for keys added after the checkpoint was written
         for section in ("data", "model", "loss", "train"):
             for key, value in new[section].items():
                 if section == "train" and key in _RESUMABLE:
                     continue
-                if old[section].get(key) != value:
+                if old[section].get(key, defaults[section].get(key)) != value:
                     raise ConfigError(
                         f"{self.run_dir / CHECKPOINT} was written with {section}.{key} = "
                         f"{old[section].get(key)!r}, now {value!r}; use a new output.run_dir "
@@ -220,6 +248,7 @@ class _Run:
         for key in ("step", "epoch", "batch_in_epoch", "best_val", "stale_epochs", "history",
                     "running", "elapsed"):
             setattr(self, key, state[key])
+        self.stage = state.get("stage", 0)
         torch.random.set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------- training
@@ -228,6 +257,7 @@ class _Run:
         return torch.randperm(len(self.train_set), generator=g).tolist()
 
     def _train_step(self, indices: Sequence[int]) -> dict[str, float]:
+        self._schedule()
         graph, targets = self.train_set.batch(indices, self.device, torch.float64)
         stress = self.use_stress and bool(targets.has_stress.any())
         self.model.train()
@@ -245,8 +275,6 @@ class _Run:
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-            self.scheduler.step()
         self._update_ema()
         self.step += 1
         return {"loss": float(loss.detach()), **parts}
@@ -336,7 +364,7 @@ class _Run:
         t = self.config.train
         metrics = self.validate()
         row = {"epoch": self.epoch + 1, "step": self.step,
-               "lr": self.optimizer.param_groups[0]["lr"],
+               "lr": self.optimizer.param_groups[0]["lr"], "stage": self.stage + 1,
                "train_loss": float(np.mean(self.running)),
                "time_s": round(self.elapsed, 2), **metrics}
         val = metrics.get("val_loss", row["train_loss"])
