@@ -156,6 +156,8 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
                   "checkpoint_every": 1000, "threads": threads},
         "output": {"run_dir": str(out / name / task_name), "license": "benchmark"},
     }
+    if Path(config["output"]["run_dir"]).exists():  # a benchmark run starts afresh
+        shutil.rmtree(config["output"]["run_dir"])
     start = time.perf_counter()
     result = train(config, progress=True)
     wall = time.perf_counter() - start

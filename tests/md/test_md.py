@@ -1,0 +1,131 @@
+"""The MD engine against known answers (Lennard-Jones argon, reference integrators)."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import Atoms, units
+from ase.build import bulk
+from ase.md.verlet import VelocityVerlet as AseVerlet
+
+from nnip.calculators.ase import NNIPCalculator
+from nnip.md import MD, Langevin, NoseHooverChain, VelocityVerlet, maxwell_boltzmann
+from nnip.physics.pair import pair_potential
+
+
+@pytest.fixture(scope="module")
+def argon():
+    """LJ argon (epsilon 10.4 meV, sigma 3.4 Å) and a 32-atom fcc crystal."""
+    model = pair_potential("lj", ["Ar"], cutoff=8.0, epsilon=0.0104, sigma=3.4)
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(2)
+    return model, atoms
+
+
+def _hot(atoms: Atoms, temperature: float, seed: int) -> Atoms:
+    atoms = atoms.copy()
+    v = maxwell_boltzmann(atoms.get_masses(), temperature, np.random.default_rng(seed))
+    atoms.set_velocities(v / units.fs)  # Å/fs -> ASE units
+    return atoms
+
+
+def _nve_spread(model, atoms, dt, total_fs=1000.0):
+    md = MD(model, atoms, VelocityVerlet(dt), progress=False, write_every=int(50 / dt))
+    energies = [md.thermo()["etot_eV"][0]]
+    for _ in range(int(total_fs / 50)):
+        md.run(int(50 / dt))
+        energies.append(md.thermo()["etot_eV"][0])
+    return np.ptp(energies)
+
+
+def test_nve_conserves_energy_and_error_scales_with_dt_squared(argon):
+    model, atoms = argon
+    atoms = _hot(atoms, 60.0, seed=1)
+    coarse, fine = _nve_spread(model, atoms, 4.0), _nve_spread(model, atoms, 2.0)
+    assert coarse < 1e-3 * len(atoms)  # < 1 meV/atom
+    assert 3.0 < coarse / fine < 5.0  # velocity Verlet: O(dt²)
+
+
+def test_engine_matches_ase_velocity_verlet_step_by_step(argon):
+    model, atoms = argon
+    atoms = _hot(atoms, 80.0, seed=2)
+    atoms.rattle(0.05, seed=3)
+    md = MD(model, atoms, VelocityVerlet(2.0), progress=False, write_every=1)
+    reference = atoms.copy()
+    reference.calc = NNIPCalculator(model)
+    ase_md = AseVerlet(reference, timestep=2.0 * units.fs)
+    for _ in range(5):
+        md.run(4)
+        ase_md.run(4)
+        ours = md.atoms()[0]
+        np.testing.assert_allclose(ours.positions, reference.positions, atol=1e-10)
+        np.testing.assert_allclose(ours.get_velocities(), reference.get_velocities(),
+                                   rtol=1e-8, atol=1e-12)
+
+
+def test_skin_reuses_the_neighbour_list_without_changing_the_trajectory(argon):
+    model, atoms = argon
+    atoms = _hot(atoms, 100.0, seed=4)
+    runs = {}
+    for skin in (0.0, 1.0):
+        md = MD(model, atoms, VelocityVerlet(4.0), skin_A=skin, progress=False)
+        md.run(100)
+        runs[skin] = (md.state.positions.clone(), md.rebuilds)
+    torch.testing.assert_close(runs[0.0][0], runs[1.0][0], rtol=0, atol=1e-9)
+    assert runs[0.0][1] == 101 and runs[1.0][1] < 20
+
+
+def test_batched_replicas_equal_single_runs(argon):
+    model, atoms = argon
+    systems = [_hot(atoms, 50.0, seed=5), _hot(atoms.repeat((2, 1, 1)), 70.0, seed=6),
+               _hot(bulk("Ar", "fcc", a=5.3).repeat(3), 90.0, seed=7)]
+    batched = MD(model, systems, VelocityVerlet(4.0), progress=False)
+    batched.run(50)
+    for k, system in enumerate(systems):
+        single = MD(model, system, VelocityVerlet(4.0), progress=False)
+        single.run(50)
+        np.testing.assert_allclose(batched.atoms()[k].positions, single.atoms()[0].positions,
+                                   atol=1e-9)
+
+
+@pytest.mark.parametrize("thermostat", ["langevin", "nose-hoover"])
+def test_thermostats_reach_the_target_temperature(argon, thermostat):
+    model, atoms = argon
+    target = 40.0
+    replicas = [_hot(atoms, 5.0, seed=s) for s in range(8)]
+    integrator = (Langevin(4.0, target, friction_per_fs=0.02, seed=0)
+                  if thermostat == "langevin" else NoseHooverChain(4.0, target, tdamp_fs=200.0))
+    md = MD(model, replicas, integrator, progress=False, write_every=5)
+    md.run(500)  # 2 ps to equilibrate
+    temps, conserved = [], []
+    for _ in range(150):
+        md.run(10)
+        thermo = md.thermo()
+        temps.append(thermo["temperature_K"])
+        conserved.append(thermo["conserved_eV"])
+    temps = np.array(temps)  # (150, 8)
+    mean = temps.mean()
+    # N = 32: relative std of T is sqrt(2 / (3N - 3)) = 0.147 in the canonical ensemble.
+    assert abs(mean - target) < 0.05 * target, mean
+    assert 0.10 < temps.std() / mean < 0.20
+    if thermostat == "nose-hoover":  # the extended energy is conserved
+        assert np.ptp(np.array(conserved), axis=0).max() < 2e-3 * len(atoms)
+
+
+def test_writes_trajectory_and_log_and_stops_cleanly_when_atoms_collide(tmp_path, argon):
+    model, _ = argon
+    dimer = Atoms("Ar2", positions=[[0, 0, 0], [3.3, 0, 0]], cell=[20, 20, 20], pbc=False)
+    dimer.set_velocities(np.array([[0.005, 0, 0], [-0.005, 0, 0]]) / units.fs)  # 0.1 eV
+    calm = Atoms("Ar2", positions=[[0, 0, 0], [3.8, 0, 0]], pbc=False)
+    md = MD(model, [calm, dimer], VelocityVerlet(1.0), trajectory=tmp_path / "t.extxyz",
+            log=tmp_path / "log.csv", write_every=5, min_distance_A=3.2, progress=False)
+    result = md.run(2000)
+    assert result.stopped is not None and "system 1" in result.stopped
+    assert "apart" in result.stopped and result.steps < 2000
+    frames = ase.io.read(tmp_path / "t_001.extxyz", ":")
+    assert len(frames) == result.steps // 5 + 1
+    assert frames[-1].get_potential_energy() == pytest.approx(float(md.state.energy[1]))
+    log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
+    assert set(log["system"]) == {0, 1} and log["step"][-1] == result.steps
+    assert np.isnan(log["pressure_GPa"]).all()  # no cell
