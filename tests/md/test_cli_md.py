@@ -1,4 +1,4 @@
-"""``nnip md`` end to end with a model file: replicas, continuing a finished run."""
+"""``nnip md`` end to end with a model file: NPT replicas, continuing a finished run."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_nnip_md_runs_replicas_and_continues(tmp_path):
     structure = tmp_path / "cu.xyz"
     ase.io.write(structure, bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2))
     out = tmp_path / "md"
-    args = [str(model_path), str(structure), "--ensemble", "nvt", "--temperature-K", "300",
+    args = [str(model_path), str(structure), "--ensemble", "npt", "--temperature-K", "300",
             "--timestep-fs", "2", "--steps", "20", "--replicas", "2", "--write-every", "5",
             "--out", str(out)]
     assert main(["md", *args]) == 0
@@ -34,6 +34,8 @@ def test_nnip_md_runs_replicas_and_continues(tmp_path):
     log = np.genfromtxt(out / "thermo.csv", delimiter=",", names=True)
     assert list(log["step"][log["system"] == 0]) == [0, 5, 10, 15, 20, 25, 30]
     assert np.isfinite(log["pressure_GPa"]).all() and (log["temperature_K"] > 0).all()
+    assert np.ptp(log["volume_A3"]) > 0  # NPT: the cell moves, and continues from the frame
+    np.testing.assert_allclose(again[-3].cell.volume, log["volume_A3"][log["step"] == 20][0])
     # Already complete: nothing more to do.
     assert main(["md", *args]) == 0
     assert len(ase.io.read(out / "trajectory_000.extxyz", ":")) == 7

@@ -11,7 +11,8 @@ from ase.build import bulk
 from ase.md.verlet import VelocityVerlet as AseVerlet
 
 from nnip.calculators.ase import NNIPCalculator
-from nnip.md import MD, Langevin, NoseHooverChain, VelocityVerlet, maxwell_boltzmann
+from nnip.errors import DataError
+from nnip.md import MD, Langevin, LangevinNPT, NoseHooverChain, VelocityVerlet, maxwell_boltzmann
 from nnip.physics.pair import pair_potential
 
 
@@ -129,3 +130,35 @@ def test_writes_trajectory_and_log_and_stops_cleanly_when_atoms_collide(tmp_path
     log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
     assert set(log["system"]) == {0, 1} and log["step"][-1] == result.steps
     assert np.isnan(log["pressure_GPa"]).all()  # no cell
+
+
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_npt_reaches_the_target_pressure(argon, anisotropic):
+    """Stochastic cell rescaling: mean pressure = target (the std of one sample is
+    ~0.03 GPa for 32 atoms); isotropic and per-axis cells agree on the mean volume."""
+    model, atoms = argon
+    target = 0.1  # GPa
+    integrator = LangevinNPT(4.0, 40.0, pressure_GPa=target, friction_per_fs=0.02,
+                             tau_p_fs=400.0, compressibility_per_GPa=0.3,
+                             anisotropic=anisotropic, seed=1)
+    md = MD(model, [atoms] * 8, integrator, temperature_K=40.0, progress=False)
+    md.run(400)
+    pressure, volume = [], []
+    for _ in range(120):
+        md.run(10)
+        thermo = md.thermo()
+        pressure.append(thermo["pressure_GPa"])
+        volume.append(thermo["volume_A3"] / len(atoms))
+    assert abs(np.mean(pressure) - target) < 0.012
+    assert 37.0 < np.mean(volume) < 37.9  # Å³/atom; 39.3 at 0 GPa (B ~ 2 GPa)
+    cell = md.state.cell[0]
+    assert torch.count_nonzero(cell - torch.diag(torch.diagonal(cell))) == 0  # still cubic axes
+    if not anisotropic:
+        assert torch.allclose(cell.diagonal(), cell[0, 0].expand(3))
+
+
+def test_npt_refuses_a_molecule(argon):
+    model, _ = argon
+    dimer = Atoms("Ar2", positions=[[0, 0, 0], [3.8, 0, 0]])
+    with pytest.raises(DataError, match="periodic"):
+        MD(model, dimer, LangevinNPT(2.0, 50.0), progress=False)

@@ -27,7 +27,8 @@ class CLICommand:
         parser.add_argument("structure", help="starting structure (any format ASE reads; "
                             "the last frame of a trajectory)")
         parser.add_argument("--ensemble", choices=ENSEMBLES, default="nvt",
-                            help="nve, nvt (Langevin, BAOAB) or nvt-nh (Nosé–Hoover chain)")
+                            help="nve, nvt (Langevin, BAOAB), nvt-nh (Nosé–Hoover chain), "
+                            "npt (Langevin + stochastic cell rescaling)")
         parser.add_argument("--temperature-K", type=float, default=300.0)
         parser.add_argument("--timestep-fs", type=float, default=1.0)
         parser.add_argument("--steps", type=int, required=True,
@@ -36,6 +37,13 @@ class CLICommand:
                             help="independent copies simulated in one batch")
         parser.add_argument("--friction-per-fs", type=float, default=0.01)
         parser.add_argument("--tdamp-fs", type=float, default=100.0)
+        parser.add_argument("--pressure-GPa", type=float, default=0.0, help="NPT target")
+        parser.add_argument("--tau-p-fs", type=float, default=1000.0,
+                            help="NPT barostat relaxation time")
+        parser.add_argument("--compressibility-per-GPa", type=float, default=0.01,
+                            help="NPT: estimate of 1/B (metals 0.01, water 0.45)")
+        parser.add_argument("--anisotropic", action="store_true",
+                            help="NPT: each Cartesian axis scales on its own")
         parser.add_argument("--write-every", type=int, default=10)
         parser.add_argument("--skin-A", type=float, default=1.0)
         parser.add_argument("--min-distance-A", type=float, default=0.5)
@@ -61,7 +69,10 @@ class CLICommand:
         result = simulate(model, atoms, out, steps=args.steps, ensemble=args.ensemble,
                           temperature_K=args.temperature_K, timestep_fs=args.timestep_fs,
                           replicas=args.replicas, friction_per_fs=args.friction_per_fs,
-                          tdamp_fs=args.tdamp_fs, write_every=args.write_every,
+                          tdamp_fs=args.tdamp_fs, pressure_GPa=args.pressure_GPa,
+                          tau_p_fs=args.tau_p_fs,
+                          compressibility_per_GPa=args.compressibility_per_GPa,
+                          anisotropic=args.anisotropic, write_every=args.write_every,
                           skin_A=args.skin_A, seed=args.seed, min_distance_A=args.min_distance_A)
         print(f"{result.steps} steps in {result.seconds:.1f} s ({result.ns_per_day:.3g} ns/day "
               f"per system, {result.neighbor_rebuilds} neighbour-list builds) -> {out}")

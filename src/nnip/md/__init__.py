@@ -9,6 +9,7 @@ atoms too close. Units: Å, fs, amu, eV, K (velocities in Å/fs).
 
 from nnip.md.integrators import (
     Langevin,
+    LangevinNPT,
     MDState,
     NoseHooverChain,
     VelocityVerlet,
@@ -17,5 +18,5 @@ from nnip.md.integrators import (
 )
 from nnip.md.runner import ENSEMBLES, MD, MDResult, maxwell_boltzmann, simulate
 
-__all__ = ["ENSEMBLES", "MD", "MDResult", "MDState", "Langevin", "NoseHooverChain",
+__all__ = ["ENSEMBLES", "MD", "MDResult", "MDState", "Langevin", "LangevinNPT", "NoseHooverChain",
            "VelocityVerlet", "kinetic_energy", "maxwell_boltzmann", "simulate", "temperature"]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from ase import units
 
-__all__ = ["ACCEL", "MDState", "VelocityVerlet", "Langevin", "NoseHooverChain", "Integrator",
-           "kinetic_energy", "temperature"]
+__all__ = ["ACCEL", "MDState", "VelocityVerlet", "Langevin", "LangevinNPT", "NoseHooverChain",
+           "Integrator", "kinetic_energy", "temperature"]
 
 ACCEL = units.fs**2
 """Acceleration in Å/fs² per (eV/Å)/amu."""
@@ -158,7 +158,7 @@ class Langevin(Integrator):
                            generator=self.generator)
 
     def step(self, state: MDState, compute: Compute) -> None:
-        """Advance ``state`` by one time step (B A O A B)."""
+        """Advance ``state`` by one time step (B A O A, hook, force call, B)."""
         dt = self.timestep_fs
         kT = units.kB * _per_system(self.temperature_K, state)[state.system_idx]  # (n_atoms,)
         c1 = math.exp(-self.friction_per_fs * dt)
@@ -168,8 +168,12 @@ class Langevin(Integrator):
         state.velocities.mul_(c1).add_(sigma[:, None] * self._noise(state.velocities))
         _remove_drift(state)  # as ASE's fixcm: keeps N_dof = 3N - 3 exact
         state.positions += 0.5 * dt * state.velocities
+        self._before_force(state)
         compute(state)
         self._kick(state, 0.5 * dt)
+
+    def _before_force(self, state: MDState) -> None:
+        """Hook between the position update and the force call (the NPT barostat)."""
 
 
 class NoseHooverChain(Integrator):
@@ -247,6 +251,80 @@ class NoseHooverChain(Integrator):
         kT, q = self._masses(state)
         extra = 0.5 * (q * self.v_xi**2).sum(-1) + kT * self.xi[:, 1:].sum(-1)
         return extra + state.degrees_of_freedom() * kT * self.xi[:, 0]
+
+
+class LangevinNPT(Langevin):
+    """NPT: Langevin thermostat (BAOAB) with a stochastic cell rescaling barostat.
+
+    The barostat (Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020)) moves
+    ``eps = ln V`` by ``d eps = -(beta/tau_p) (P0 - P - kT/V) dt + sqrt(2 kT beta dt /
+    (V tau_p)) xi`` once per step, just before the force call, and scales positions and
+    cell by ``exp(d eps / 3)`` and velocities by its inverse. ``P`` is the instantaneous
+    pressure (virial plus kinetic). With ``anisotropic=True`` each Cartesian axis has its
+    own ``eps_a`` driven by ``P_aa`` (rates ``beta / (3 tau_p)``), so orthorhombic cells
+    can change shape (shear components of the cell are kept).
+    The relaxation time and compressibility set how fast the volume responds; they do
+    not change the sampled ensemble.
+
+    Args:
+        timestep_fs: time step in fs.
+        temperature_K: target temperature (one or one per system).
+        pressure_GPa: target pressure (one or one per system).
+        friction_per_fs: Langevin friction.
+        tau_p_fs: barostat relaxation time (~1000 fs; >= 100 time steps).
+        compressibility_per_GPa: an estimate of the isothermal compressibility 1/B
+            (metals ~0.01, liquid water ~0.45, liquid argon ~0.3).
+        anisotropic: independent axes instead of isotropic scaling.
+        seed: seed of the thermostat and barostat noise.
+    """
+
+    def __init__(self, timestep_fs: float, temperature_K: float | list[float],
+                 pressure_GPa: float | list[float] = 0.0, friction_per_fs: float = 0.01,
+                 tau_p_fs: float = 1000.0, compressibility_per_GPa: float = 0.01,
+                 anisotropic: bool = False, seed: int = 0) -> None:
+        super().__init__(timestep_fs, temperature_K, friction_per_fs, seed)
+        _positive("tau_p_fs", tau_p_fs)
+        _positive("compressibility_per_GPa", compressibility_per_GPa)
+        self.pressure_GPa = pressure_GPa
+        self.tau_p_fs = float(tau_p_fs)
+        self.compressibility = float(compressibility_per_GPa)
+        self.anisotropic = bool(anisotropic)
+
+    def pressure_tensor(self, state: MDState) -> torch.Tensor:
+        """``(n_systems, 3, 3)`` instantaneous pressure tensor in GPa (virial + kinetic)."""
+        if state.stress is None:
+            raise ValueError("NPT needs the stress: periodic systems only")
+        volume = torch.linalg.det(state.cell).abs()  # (n_systems,)
+        mv = state.masses[:, None, None] * state.velocities[:, :, None] \
+            * state.velocities[:, None, :]  # (n_atoms, 3, 3) amu Å²/fs²
+        kinetic = 2.0 * _KE * state.per_system(mv) / volume[:, None, None]  # eV/Å³
+        return (kinetic - state.stress) / units.GPa
+
+    def _rescale(self, state: MDState) -> None:
+        dt = self.timestep_fs
+        kT = units.kB * _per_system(self.temperature_K, state)  # (n_systems,) eV
+        volume = torch.linalg.det(state.cell).abs()
+        kT_over_V = kT / volume / units.GPa  # GPa
+        p0 = _per_system(self.pressure_GPa, state)
+        pressure = self.pressure_tensor(state)
+        rate = self.compressibility / self.tau_p_fs  # 1/(GPa fs)
+        if self.anisotropic:
+            p_axes = torch.diagonal(pressure, dim1=1, dim2=2)  # (n_systems, 3)
+            drift = -(rate / 3.0) * (p0[:, None] - p_axes - kT_over_V[:, None]) * dt
+            noise = torch.sqrt(2.0 * kT_over_V * rate * dt / 3.0)[:, None] \
+                * self._noise(p_axes)
+            scale = torch.exp(drift + noise)  # (n_systems, 3) per axis
+        else:
+            p_iso = torch.diagonal(pressure, dim1=1, dim2=2).mean(-1)
+            drift = -rate * (p0 - p_iso - kT_over_V) * dt
+            noise = torch.sqrt(2.0 * kT_over_V * rate * dt) * self._noise(p_iso)
+            scale = torch.exp((drift + noise) / 3.0)[:, None].expand(-1, 3)
+        state.positions *= scale[state.system_idx]
+        state.velocities /= scale[state.system_idx]
+        state.cell = state.cell * scale[:, None, :]
+
+    def _before_force(self, state: MDState) -> None:
+        self._rescale(state)
 
 
 def _remove_drift(state: MDState) -> None:

@@ -27,7 +27,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from nnip.data.graph import AtomicGraph
 from nnip.data.neighbors import neighbor_list
 from nnip.errors import DataError
-from nnip.md.integrators import Integrator, MDState, kinetic_energy, temperature
+from nnip.md.integrators import Integrator, LangevinNPT, MDState, kinetic_energy, temperature
 from nnip.models.potential import Potential
 
 __all__ = ["ENSEMBLES", "MD", "MDResult", "maxwell_boltzmann", "simulate"]
@@ -115,6 +115,10 @@ class MD:
         self._built_at: torch.Tensor | None = None
         self.rebuilds = 0
         self.need_stress = bool(self.state.pbc.all(dim=1).any())
+        if isinstance(integrator, LangevinNPT) and not bool(self.state.pbc.all()):
+            bad = int(torch.nonzero(~self.state.pbc.all(dim=1))[0])
+            raise DataError("NPT needs periodic cells in all three directions", index=bad,
+                            field="pbc")
         self._traj_paths = _trajectory_paths(trajectory, len(frames))
         self._log_path = Path(log) if log is not None else None
         self._compute(self.state)
@@ -153,7 +157,12 @@ class MD:
         """Edges within cutoff + skin, rebuilt only when an atom moved > skin / 2."""
         if self._built_at is not None and self._edges is not None:
             moved = (state.positions - self._built_at).norm(dim=-1).max()
-            if float(moved) <= 0.5 * self.skin:
+            # A changed cell (NPT) moves periodic images: bound that by the strain.
+            strain = torch.linalg.solve(self._cell_built, state.cell) - torch.eye(
+                3, dtype=state.cell.dtype, device=state.cell.device)
+            stretch = torch.linalg.matrix_norm(strain, ord=2).max() * (
+                self.model.cutoff + self.skin)
+            if float(moved + stretch) <= 0.5 * self.skin:
                 return self._edges
         pos = state.positions.detach().cpu().numpy()
         cell = state.cell.detach().cpu().numpy()
@@ -170,6 +179,7 @@ class MD:
         self._edges = (torch.as_tensor(np.concatenate(index, axis=1), device=self.device),
                        torch.as_tensor(np.concatenate(shift), device=self.device))
         self._built_at = state.positions.detach().clone()
+        self._cell_built = state.cell.detach().clone()
         self.rebuilds += 1
         return self._edges
 
@@ -355,20 +365,23 @@ class _MDBar:
             self.progress.stop()
 
 
-ENSEMBLES = ("nve", "nvt", "nvt-nh")
-"""``nve`` velocity Verlet, ``nvt`` Langevin (BAOAB), ``nvt-nh`` Nosé–Hoover chain."""
+ENSEMBLES = ("nve", "nvt", "nvt-nh", "npt")
+"""``nve`` velocity Verlet, ``nvt`` Langevin (BAOAB), ``nvt-nh`` Nosé–Hoover chain,
+``npt`` Langevin + stochastic cell rescaling."""
 
 
 def simulate(model: Potential, structure: Atoms, out_dir: str | Path, *, steps: int,
              ensemble: str = "nvt", temperature_K: float = 300.0, timestep_fs: float = 1.0,
              replicas: int = 1, friction_per_fs: float = 0.01, tdamp_fs: float = 100.0,
+             pressure_GPa: float = 0.0, tau_p_fs: float = 1000.0,
+             compressibility_per_GPa: float = 0.01, anisotropic: bool = False,
              write_every: int = 10, skin_A: float = 1.0, min_distance_A: float = 0.5,
              seed: int = 0, progress: bool = True) -> MDResult:
     """Run (or continue) an MD simulation into ``out_dir``: what ``nnip md`` does.
 
     Writes ``trajectory.extxyz`` (``trajectory_000.extxyz`` ... with replicas) and
     ``thermo.csv``. When ``out_dir`` already holds trajectories, the run continues from
-    their last frames (positions, velocities, step) up to ``steps`` steps in total;
+    their last frames (positions, velocities, cell, step) up to ``steps`` in total;
     thermostat internal variables restart from zero.
 
     Args:
@@ -377,12 +390,17 @@ def simulate(model: Potential, structure: Atoms, out_dir: str | Path, *, steps: 
             Maxwell–Boltzmann velocities at ``temperature_K``.
         out_dir: output folder.
         steps: total number of steps (including those of earlier runs).
-        ensemble: ``nve``, ``nvt`` (Langevin) or ``nvt-nh`` (Nosé–Hoover chain).
+        ensemble: ``nve``, ``nvt`` (Langevin), ``nvt-nh`` (Nosé–Hoover chain) or ``npt``
+            (Langevin + stochastic cell rescaling, `LangevinNPT`).
         temperature_K: thermostat target and initial-velocity temperature.
         timestep_fs: time step.
         replicas: copies of ``structure`` simulated in one batch.
         friction_per_fs: Langevin friction.
         tdamp_fs: Nosé–Hoover time constant.
+        pressure_GPa: NPT target pressure.
+        tau_p_fs: NPT barostat relaxation time.
+        compressibility_per_GPa: NPT compressibility estimate (see `LangevinNPT`).
+        anisotropic: NPT with independent axes.
         write_every: steps between frames / log lines / stop checks.
         skin_A: neighbour-list skin.
         min_distance_A: stop when two atoms come closer (Å).
@@ -425,6 +443,10 @@ def simulate(model: Potential, structure: Atoms, out_dir: str | Path, *, steps: 
         integrator = VelocityVerlet(timestep_fs)
     elif ensemble == "nvt":
         integrator = Langevin(timestep_fs, temperature_K, friction_per_fs, seed=seed + done)
+    elif ensemble == "npt":
+        integrator = LangevinNPT(timestep_fs, temperature_K, pressure_GPa, friction_per_fs,
+                                 tau_p_fs, compressibility_per_GPa, anisotropic,
+                                 seed=seed + done)
     else:
         integrator = NoseHooverChain(timestep_fs, temperature_K, tdamp_fs)
     md = MD(model, frames, integrator, temperature_K=start_temperature, skin_A=skin_A,
