@@ -157,11 +157,13 @@ class MD:
         """Edges within cutoff + skin, rebuilt only when an atom moved > skin / 2."""
         if self._built_at is not None and self._edges is not None:
             moved = (state.positions - self._built_at).norm(dim=-1).max()
-            # A changed cell (NPT) moves periodic images: bound that by the strain.
-            strain = torch.linalg.solve(self._cell_built, state.cell) - torch.eye(
-                3, dtype=state.cell.dtype, device=state.cell.device)
-            stretch = torch.linalg.matrix_norm(strain, ord=2).max() * (
-                self.model.cutoff + self.skin)
+            stretch = 0.0
+            if not torch.equal(state.cell, self._cell_built):
+                # A changed cell (NPT, periodic only) moves images: bound that by the strain.
+                strain = torch.linalg.solve(self._cell_built, state.cell) - torch.eye(
+                    3, dtype=state.cell.dtype, device=state.cell.device)
+                stretch = torch.linalg.matrix_norm(strain, ord=2).max() * (
+                    self.model.cutoff + self.skin)
             if float(moved + stretch) <= 0.5 * self.skin:
                 return self._edges
         pos = state.positions.detach().cpu().numpy()
@@ -183,12 +185,19 @@ class MD:
         self.rebuilds += 1
         return self._edges
 
+    def _graph(self, state: MDState, edge_index: torch.Tensor, edge_shift: torch.Tensor
+               ) -> AtomicGraph:
+        return AtomicGraph(positions=state.positions, atomic_numbers=state.atomic_numbers,
+                           system_idx=state.system_idx, cell=state.cell, pbc=state.pbc,
+                           total_charge=state.total_charge, edge_index=edge_index,
+                           edge_shift=edge_shift)
+
     def _compute(self, state: MDState) -> None:
         edge_index, edge_shift = self._neighbors(state)
-        graph = AtomicGraph(positions=state.positions, atomic_numbers=state.atomic_numbers,
-                            system_idx=state.system_idx, cell=state.cell, pbc=state.pbc,
-                            total_charge=state.total_charge, edge_index=edge_index,
-                            edge_shift=edge_shift)
+        with torch.no_grad():  # the model sees only pairs within the cutoff (fewer edges)
+            r = self._graph(state, edge_index, edge_shift).edge_vectors().norm(dim=-1)
+            inside = r < self.model.cutoff
+        graph = self._graph(state, edge_index[:, inside], edge_shift[inside])
         out = self.model(graph, compute_forces=True, compute_stress=self.need_stress)
         state.forces, state.energy = out.forces.detach(), out.energy.detach()
         state.stress = out.stress.detach() if out.stress is not None else None
@@ -222,11 +231,7 @@ class MD:
     def _min_distances(self) -> torch.Tensor:
         s = self.state
         edge_index, edge_shift = self._edges
-        graph = AtomicGraph(positions=s.positions, atomic_numbers=s.atomic_numbers,
-                            system_idx=s.system_idx, cell=s.cell, pbc=s.pbc,
-                            total_charge=s.total_charge, edge_index=edge_index,
-                            edge_shift=edge_shift)
-        r = graph.edge_vectors().norm(dim=-1)
+        r = self._graph(s, edge_index, edge_shift).edge_vectors().norm(dim=-1)
         out = torch.full((s.n_systems,), math.inf, dtype=r.dtype, device=r.device)
         return out.scatter_reduce(0, s.system_idx[edge_index[0]], r, reduce="amin")
 

@@ -255,7 +255,7 @@ def _plot_dimers(d: dict, path: Path) -> str:
         e = np.array(v["energy_eV"])
         ax.plot(r, e, label=pair)
         lo = min(lo, e.min())
-    ax.set_ylim(lo - 0.5, max(3.0, -2 * lo))
+    ax.set_ylim(1.5 * lo - 0.05, max(0.2, -4.0 * lo))  # the well and the repulsive rise
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set(xlabel="distance (Å)", ylabel="E − E(separated) (eV)", title="dimer curves")
     ax.legend(fontsize=8)
