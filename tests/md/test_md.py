@@ -162,3 +162,14 @@ def test_npt_refuses_a_molecule(argon):
     dimer = Atoms("Ar2", positions=[[0, 0, 0], [3.8, 0, 0]])
     with pytest.raises(DataError, match="periodic"):
         MD(model, dimer, LangevinNPT(2.0, 50.0), progress=False)
+
+
+def test_ase_traj_output_keeps_every_frame(tmp_path, argon):
+    model, atoms = argon
+    md = MD(model, _hot(atoms, 40.0, seed=8), VelocityVerlet(2.0), write_every=5,
+            trajectory=tmp_path / "t.traj", progress=False)
+    md.run(20)
+    frames = ase.io.read(tmp_path / "t.traj", ":")
+    assert len(frames) == 5  # steps 0, 5, ..., 20
+    np.testing.assert_allclose(frames[-1].positions, md.atoms()[0].positions)
+    np.testing.assert_allclose(frames[-1].get_velocities(), md.atoms()[0].get_velocities())

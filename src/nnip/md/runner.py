@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io.trajectory import Trajectory
 
 from nnip.data.graph import AtomicGraph
 from nnip.data.neighbors import neighbor_list
@@ -319,7 +320,11 @@ class MD:
         if not self._traj_paths:
             return
         for atoms, path in zip(self.atoms(), self._traj_paths):
-            ase.io.write(path, atoms, append=path.exists() and path.stat().st_size > 0)
+            if path.suffix == ".traj":  # ASE's binary trajectory: append mode
+                with Trajectory(path, "a") as traj:
+                    traj.write(atoms)
+            else:
+                ase.io.write(path, atoms, append=path.exists() and path.stat().st_size > 0)
 
     def _write_log(self, thermo: dict[str, np.ndarray]) -> None:
         if self._log_path is None:
