@@ -23,8 +23,6 @@ from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import Stationary
-from ase.md.verlet import VelocityVerlet
 
 try:  # ASE >= 3.29
     from ase.md.velocitydistribution import thermalize_momenta as _thermalize
@@ -125,47 +123,48 @@ def make_emt_dataset(n_structures: int = 160, seed: int = 0) -> list[Atoms]:
 
 def _md_check(model_path: Path, out_dir: Path, steps: int, say: Callable[[str], None]
               ) -> dict[str, float]:
-    """NVT then NVE with the trained potential; compare with EMT along the way."""
-    import ase.io
-
-    from nnip.calculators.ase import NNIPCalculator
+    """NVT then NVE with the trained potential in nnip's MD engine; compare with EMT."""
     from nnip.export.model_file import load_model
+    from nnip.md import MD
+    from nnip.md import Langevin as LangevinBAOAB
+    from nnip.md import VelocityVerlet as Verlet
 
     model = load_model(model_path)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3)
     atoms.symbols[[0, 40, 77]] = "Al"
-    atoms.calc = NNIPCalculator(model)
-    rng = np.random.default_rng(1)
-    _thermalize(atoms, 600.0, rng=rng)
-    Stationary(atoms)
+    nvt = MD(model, atoms, LangevinBAOAB(2.0, 600.0, friction_per_fs=0.02, seed=1),
+             temperature_K=600.0, seed=1, progress=False)
+    nvt.run(steps // 2)
     traj = out_dir / "md.extxyz"
-    Langevin(atoms, 2 * units.fs, temperature_K=600, friction=0.02, fixcm=False,
-             rng=rng).run(steps // 2)
-    nve = VelocityVerlet(atoms, 1 * units.fs)
-    energies, emt_errors, frames = [], [], []
+    if traj.exists():
+        traj.unlink()
+    nve = MD(model, nvt.atoms()[0], Verlet(1.0), trajectory=traj, log=out_dir / "md.csv",
+             write_every=100, progress=False)
+    energies, emt_errors = [float(nve.thermo()["etot_eV"][0])], []
     t0 = time.perf_counter()
     for k in range(steps // 20):
-        nve.run(20)
-        energies.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
+        result = nve.run(20)
+        if result.stopped:
+            raise RuntimeError(f"demo MD stopped: {result.stopped}")
+        energies.append(float(nve.thermo()["etot_eV"][0]))
         if k % 5 == 0:
-            snapshot = atoms.copy()
+            snapshot = nve.atoms()[0]
+            predicted = snapshot.get_potential_energy()
             snapshot.calc = EMT()
-            emt_errors.append(abs(snapshot.get_potential_energy() -
-                                  atoms.get_potential_energy()) / len(atoms))
-            frames.append(atoms.copy())
+            emt_errors.append(abs(snapshot.get_potential_energy() - predicted) / len(atoms))
     elapsed = time.perf_counter() - t0
-    ase.io.write(traj, frames)
-    n, duration_ps = len(atoms), len(energies) * 20 * 1e-3
+    n, duration_ps = len(atoms), (len(energies) - 1) * 20 * 1e-3
     drift = (energies[-1] - energies[0]) / n / duration_ps * 1e3
     result = {"nve_drift_meV_per_atom_per_ps": drift,
               "nve_fluctuation_meV_per_atom": float(np.std(energies) / n * 1e3),
               "emt_energy_mae_meV_per_atom_along_md": float(np.mean(emt_errors) * 1e3),
-              "temperature_K": float(atoms.get_temperature()),
-              "ns_per_day_ase": duration_ps * 1e-3 / (elapsed / 86400)}
-    say(f"MD: {n} atoms, {steps // 2} NVT + {len(energies) * 20} NVE steps of 1 fs; "
-        f"NVE drift {drift:+.3f} meV/atom/ps, final T {result['temperature_K']:.0f} K, "
-        f"energy vs EMT along the trajectory {result['emt_energy_mae_meV_per_atom_along_md']:.2f}"
-        f" meV/atom; trajectory in {traj}")
+              "temperature_K": float(nve.thermo()["temperature_K"][0]),
+              "ns_per_day": duration_ps * 1e-3 / (elapsed / 86400)}
+    say(f"MD (nnip.md): {n} atoms, {steps // 2} NVT steps of 2 fs + {steps // 20 * 20} NVE "
+        f"steps of 1 fs; NVE drift {drift:+.3f} meV/atom/ps, final T "
+        f"{result['temperature_K']:.0f} K, energy vs EMT along the trajectory "
+        f"{result['emt_energy_mae_meV_per_atom_along_md']:.2f} meV/atom; {result['ns_per_day']:.2f}"
+        f" ns/day; trajectory in {traj}")
     return result
 
 
