@@ -173,3 +173,23 @@ def test_ase_traj_output_keeps_every_frame(tmp_path, argon):
     assert len(frames) == 5  # steps 0, 5, ..., 20
     np.testing.assert_allclose(frames[-1].positions, md.atoms()[0].positions)
     np.testing.assert_allclose(frames[-1].get_velocities(), md.atoms()[0].get_velocities())
+
+
+def test_stops_on_overheating_and_on_nan(argon, tmp_path):
+    model, atoms = argon
+    hot = MD(model, _hot(atoms, 300.0, seed=9), VelocityVerlet(2.0), max_temperature_K=100.0,
+             write_every=1, progress=False)
+    result = hot.run(50)
+    assert result.steps == 0 and "temperature" in result.stopped
+    broken = _hot(atoms, 40.0, seed=10)
+    broken.positions[3] = np.nan
+    with pytest.raises(DataError, match="non-finite position of atom 3"):
+        MD(model, broken, VelocityVerlet(2.0), progress=False)
+    md = MD(model, _hot(atoms, 40.0, seed=11), VelocityVerlet(2.0), write_every=2,
+            trajectory=tmp_path / "t.extxyz", progress=False)
+    md.run(4)
+    md.state.velocities[5, 0] = float("nan")  # e.g. a force blew up
+    result = md.run(10)
+    assert "non-finite" in result.stopped and result.steps == 0
+    assert len(ase.io.read(tmp_path / "t.extxyz", ":")) == 3  # what was written stays
+    assert md.state.step == 4

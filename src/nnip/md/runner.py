@@ -266,7 +266,11 @@ class MD:
             if self.state.step == 0:
                 stopped = self._observe()
             while done < steps and stopped is None:
-                self.integrator.step(self.state, self._compute)
+                try:
+                    self.integrator.step(self.state, self._compute)
+                except DataError as err:  # e.g. non-finite positions at the list rebuild
+                    stopped = f"{err} (step {self.state.step + 1})"
+                    break
                 self.state.step += 1
                 self.state.time_fs += self.integrator.timestep_fs
                 done += 1
