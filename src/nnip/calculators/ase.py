@@ -38,10 +38,13 @@ class NNIPCalculator(Calculator):
 
     Stress is available for structures periodic in all three directions; asking for it
     on other structures raises `PropertyNotImplementedError`, as ASE's calculators do.
+    With a `Committee`, ``calc.results`` also holds ``energy_uncertainty`` (eV) and
+    ``forces_uncertainty`` (``(n_atoms,)`` eV/Å, the per-atom force spread).
 
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
+                              "energy_uncertainty", "forces_uncertainty"]
 
     def __init__(self, model: Potential, *, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, **kwargs: Any) -> None:
@@ -75,6 +78,9 @@ class NNIPCalculator(Calculator):
             "energies": out.energies.cpu().numpy().copy(),
             "forces": out.forces.cpu().numpy().copy(),
         }
+        if out.energy_uncertainty is not None:  # a committee: its spread
+            self.results["energy_uncertainty"] = float(out.energy_uncertainty[0])
+            self.results["forces_uncertainty"] = out.forces_uncertainty.cpu().numpy().copy()
         if out.stress is not None:
             self.results["stress"] = full_3x3_to_voigt_6_stress(
                 out.stress[0].cpu().numpy().astype(np.float64))

@@ -269,8 +269,16 @@ def load_model(
     try:
         # Build in the target dtype and let load_state_dict cast the weights as it copies:
         # a later model.to(dtype) would round the float64 E0 buffer through float32.
-        model = build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
-                      scale=float(spec.get("scale", 1.0)), seed=0, **dict(spec["config"]))
+        def member() -> Potential:
+            return build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
+                         scale=float(spec.get("scale", 1.0)), seed=0, **dict(spec["config"]))
+
+        if spec.get("committee"):
+            from nnip.models.committee import Committee
+
+            model = Committee([member() for _ in range(int(spec["committee"]))])
+        else:
+            model = member()
     except (ConfigError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: cannot rebuild the model from field 'spec': "
                              f"{err}") from err

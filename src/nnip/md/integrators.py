@@ -45,6 +45,7 @@ class MDState:
         forces: ``(n_atoms, 3)`` eV/Å at ``positions``.
         energy: ``(n_systems,)`` potential energy, eV.
         stress: ``(n_systems, 3, 3)`` eV/Å³ (ASE sign) or ``None``.
+        forces_uncertainty: ``(n_atoms,)`` eV/Å committee force spread, or ``None``.
         time_fs: simulated time.
         step: steps done.
     """
@@ -60,6 +61,7 @@ class MDState:
     forces: torch.Tensor
     energy: torch.Tensor
     stress: torch.Tensor | None = None
+    forces_uncertainty: torch.Tensor | None = None
     time_fs: float = 0.0
     step: int = 0
 

@@ -90,6 +90,11 @@ class MD:
         write_every: steps between trajectory frames, log lines and stop checks.
         min_distance_A: stop when two atoms come closer than this.
         max_temperature_K: stop when a system gets hotter than this.
+        max_uncertainty_eV_per_A: with a `Committee`: the largest per-atom force spread
+            that counts as trusted (0: no check); larger spreads stop the run, or with
+            ``stop_on_uncertain=False`` are only counted (``uncertain_frames``) and
+            flagged in the trajectory (``info["uncertain"]``).
+        stop_on_uncertain: stop (default) or flag on an uncertain prediction.
         seed: seed of the initial velocities.
         progress: show a progress bar with ns/day.
     """
@@ -98,7 +103,8 @@ class MD:
                  integrator: Integrator, *, temperature_K: float = 0.0, skin_A: float = 1.0,
                  trajectory: str | Path | None = None, log: str | Path | None = None,
                  write_every: int = 10, min_distance_A: float = 0.5,
-                 max_temperature_K: float = 1e4, seed: int = 0, progress: bool = True) -> None:
+                 max_temperature_K: float = 1e4, max_uncertainty_eV_per_A: float = 0.0,
+                 stop_on_uncertain: bool = True, seed: int = 0, progress: bool = True) -> None:
         frames = [structures] if isinstance(structures, Atoms) else list(structures)
         if not frames:
             raise DataError("MD needs at least one structure")
@@ -110,6 +116,9 @@ class MD:
         self.skin = float(skin_A)
         self.write_every, self.progress = int(write_every), progress
         self.min_distance, self.max_temperature = float(min_distance_A), float(max_temperature_K)
+        self.max_uncertainty, self.stop_on_uncertain = float(max_uncertainty_eV_per_A), \
+            bool(stop_on_uncertain)
+        self.uncertain_frames = 0  # checks (per system) above max_uncertainty_eV_per_A
         self.device = model.device
         self.state = self._initial_state(temperature_K, np.random.default_rng(seed))
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -202,6 +211,8 @@ class MD:
         out = self.model(graph, compute_forces=True, compute_stress=self.need_stress)
         state.forces, state.energy = out.forces.detach(), out.energy.detach()
         state.stress = out.stress.detach() if out.stress is not None else None
+        if out.forces_uncertainty is not None:
+            state.forces_uncertainty = out.forces_uncertainty.detach()
 
     # ---------------------------------------------------------------- running
     def thermo(self) -> dict[str, np.ndarray]:
@@ -227,6 +238,11 @@ class MD:
         else:
             out["pressure_GPa"] = torch.full_like(volume, math.nan)
         out["min_distance_A"] = self._min_distances()
+        if s.forces_uncertainty is not None:  # a committee: largest per-atom force spread
+            spread = torch.zeros(s.n_systems, dtype=s.forces_uncertainty.dtype,
+                                 device=s.forces_uncertainty.device)
+            out["max_force_uncertainty_eV_per_A"] = spread.scatter_reduce(
+                0, s.system_idx, s.forces_uncertainty, reduce="amax")
         return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
     def _min_distances(self) -> torch.Tensor:
@@ -248,6 +264,13 @@ class MD:
             if thermo["min_distance_A"][k] < self.min_distance:
                 return (f"two atoms {thermo['min_distance_A'][k]:.3f} Å apart (less than "
                         f"min_distance_A {self.min_distance:g}) in {where}")
+            spread = thermo.get("max_force_uncertainty_eV_per_A")
+            if (self.max_uncertainty and spread is not None
+                    and spread[k] > self.max_uncertainty):
+                self.uncertain_frames += 1
+                if self.stop_on_uncertain:
+                    return (f"force uncertainty {spread[k]:.3f} eV/Å exceeds "
+                            f"max_uncertainty_eV_per_A {self.max_uncertainty:g} in {where}")
         return None
 
     def run(self, steps: int) -> MDResult:
@@ -317,6 +340,12 @@ class MD:
                 results["stress"] = s.stress[k].cpu().numpy()
             atoms.calc = SinglePointCalculator(atoms, **results)
             atoms.info.update(step=s.step, time_fs=s.time_fs)
+            if s.forces_uncertainty is not None:
+                spread = s.forces_uncertainty.cpu().numpy()[sel]
+                atoms.arrays["forces_uncertainty"] = spread
+                atoms.info["max_force_uncertainty"] = float(spread.max())
+                if self.max_uncertainty:
+                    atoms.info["uncertain"] = bool(spread.max() > self.max_uncertainty)
             out.append(atoms)
         return out
 
@@ -335,6 +364,8 @@ class MD:
             return
         keys = ["temperature_K", "epot_eV", "ekin_eV", "etot_eV", "conserved_eV",
                 "pressure_GPa", "volume_A3"]
+        if "max_force_uncertainty_eV_per_A" in thermo:
+            keys.append("max_force_uncertainty_eV_per_A")
         new = not self._log_path.exists() or self._log_path.stat().st_size == 0
         with open(self._log_path, "a", newline="") as handle:
             writer = csv.writer(handle)

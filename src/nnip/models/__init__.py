@@ -23,7 +23,7 @@ from nnip.models.schnet import SchNet, SchNetConfig
 from nnip.nn.embedding import TypeMap
 from nnip.physics.reference import ReferenceEnergies
 
-__all__ = ["MODELS", "build", "Potential", "PotentialOutput", "Scaled"]
+__all__ = ["MODELS", "build", "Committee", "Potential", "PotentialOutput", "Scaled"]
 
 MODELS: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "schnet": (SchNetConfig, SchNet),
@@ -105,3 +105,6 @@ def build(
     potential = Potential({"reference": reference, name: Scaled(learned, scale)},
                           type_map, cutoff, spec)
     return potential.to(dtype)
+
+
+from nnip.models.committee import Committee  # noqa: E402  (imports Potential from here)

@@ -43,6 +43,8 @@ class PotentialOutput:
         stress: ``(n_systems, 3, 3)`` eV/Å^3 (ASE sign), NaN for structures without a
             volume (non-periodic); ``None`` when not requested.
         virial: ``(n_systems, 3, 3)`` eV, ``-dE/dε``; ``None`` when not requested.
+        energy_uncertainty: ``(n_systems,)`` eV, committees only (else ``None``).
+        forces_uncertainty: ``(n_atoms,)`` eV/Å per-atom force spread, committees only.
 
     """
 
@@ -51,6 +53,8 @@ class PotentialOutput:
     forces: torch.Tensor | None = None
     stress: torch.Tensor | None = None
     virial: torch.Tensor | None = None
+    energy_uncertainty: torch.Tensor | None = None
+    forces_uncertainty: torch.Tensor | None = None
 
 
 class Scaled(nn.Module):
@@ -149,46 +153,29 @@ class Potential(nn.Module):
 
     def _evaluate(self, graph: AtomicGraph, compute_forces: bool, compute_stress: bool,
                   training: bool) -> PotentialOutput:
-        dtype = self.model_dtype
-        positions = graph.positions.to(dtype)
-        cell = graph.cell.to(dtype)
-        need_grad = compute_forces or compute_stress
-        if need_grad and not positions.requires_grad:
-            positions = positions.detach().requires_grad_(True)
-        inputs = [positions]
-        if compute_stress:
-            strain = torch.zeros((graph.n_systems, 3, 3), dtype=dtype, device=cell.device,
-                                 requires_grad=True)
-            inputs.append(strain)
-            sym = 0.5 * (strain + strain.transpose(1, 2))  # (n_systems, 3, 3)
-            positions = positions + torch.einsum(
-                "ai,aij->aj", positions, sym[graph.system_idx])  # (n_atoms, 3)
-            cell = cell + torch.bmm(cell, sym)  # (n_systems, 3, 3)
-        strained = replace(graph, positions=positions, cell=cell)
-
-        energies = torch.zeros(graph.n_atoms, dtype=torch.float64, device=positions.device)
-        for term in self.terms.values():
-            energies = energies + term(strained).to(torch.float64)
-        energy = torch.zeros(graph.n_systems, dtype=torch.float64, device=positions.device)
-        energy = energy.index_add(0, graph.system_idx, energies)
+        positions, strain, inputs = _leaves(graph, self.model_dtype, 1,
+                                            compute_forces or compute_stress, compute_stress)
+        energies = self.atom_energies(_strained(graph, positions[0], strain, 0))
+        energy = _per_system(graph, energies)
         out = PotentialOutput(energy=energy, energies=energies)
-        if need_grad:
+        if compute_forces or compute_stress:
             grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training,
                                         allow_unused=True, materialize_grads=True)
             if compute_forces:
-                out.forces = -grads[0].to(torch.float64)
+                out.forces = -grads[0][0].to(torch.float64)
             if compute_stress:
-                de_deps = grads[1].to(torch.float64)  # (n_systems, 3, 3)
-                volume = torch.linalg.det(graph.cell.to(torch.float64)).abs()
-                periodic = graph.pbc.any(dim=1) & (volume > 0)
-                volume = torch.where(periodic, volume, torch.ones_like(volume))
-                out.virial = -de_deps
-                stress = de_deps / volume[:, None, None]
-                out.stress = torch.where(periodic[:, None, None], stress,
-                                         torch.full_like(stress, float("nan")))
+                out.virial, out.stress = _virial_stress(graph, grads[1][0])
         if not training:
             out.energy, out.energies = out.energy.detach(), out.energies.detach()
         return out
+
+    def atom_energies(self, graph: AtomicGraph) -> torch.Tensor:
+        """Sum of the terms' per-atom energies ``(n_atoms,)`` in eV, float64."""
+        energies = torch.zeros(graph.n_atoms, dtype=torch.float64,
+                               device=graph.positions.device)
+        for term in self.terms.values():
+            energies = energies + term(graph).to(torch.float64)
+        return energies
 
     def check_elements(self, frames: Sequence[Atoms]) -> None:
         """Raise `DataError` naming the first structure with an element the model lacks."""
@@ -221,3 +208,54 @@ class Potential(nn.Module):
         self.check_elements(frames)
         graph = AtomicGraph.from_atoms(frames, self.cutoff, device=self.device)
         return self(graph, compute_forces=compute_forces, compute_stress=compute_stress)
+
+
+def _leaves(graph: AtomicGraph, dtype: torch.dtype, copies: int, need_grad: bool,
+            need_strain: bool) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    """Positions ``(copies, n_atoms, 3)`` and strain ``(copies, n_systems, 3, 3)`` leaves.
+
+    One copy per committee member, so that one backward pass gives every member's
+    forces; ``inputs`` lists the tensors to differentiate.
+    """
+    base = graph.positions.to(dtype)
+    if base.requires_grad:  # the caller differentiates through its own positions
+        positions = base.unsqueeze(0).expand(copies, -1, -1)
+    else:
+        positions = base.detach().unsqueeze(0).expand(copies, -1, -1).clone()
+        positions.requires_grad_(need_grad)
+    strain = None
+    if need_strain:
+        strain = torch.zeros((copies, graph.n_systems, 3, 3), dtype=dtype,
+                             device=positions.device, requires_grad=True)
+    inputs = [positions, strain] if need_strain else [positions]
+    return positions, strain, inputs
+
+
+def _strained(graph: AtomicGraph, positions: torch.Tensor, strain: torch.Tensor | None,
+              k: int) -> AtomicGraph:
+    """The graph at ``positions`` (n_atoms, 3) under copy ``k`` of the symmetric strain."""
+    cell = graph.cell.to(positions.dtype)
+    if strain is not None:
+        sym = 0.5 * (strain[k] + strain[k].transpose(1, 2))  # (n_systems, 3, 3)
+        positions = positions + torch.einsum("ai,aij->aj", positions, sym[graph.system_idx])
+        cell = cell + torch.bmm(cell, sym)
+    return replace(graph, positions=positions, cell=cell)
+
+
+def _per_system(graph: AtomicGraph, energies: torch.Tensor) -> torch.Tensor:
+    """Sum per-atom ``(..., n_atoms)`` energies per structure: ``(..., n_systems)``."""
+    shape = (*energies.shape[:-1], graph.n_systems)
+    out = torch.zeros(shape, dtype=energies.dtype, device=energies.device)
+    return out.index_add(-1, graph.system_idx, energies)
+
+
+def _virial_stress(graph: AtomicGraph, de_deps: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Virial ``-dE/deps`` (eV) and stress ``dE/deps / V`` (eV/Å³, NaN without a cell)."""
+    de_deps = de_deps.to(torch.float64)  # (n_systems, 3, 3)
+    volume = torch.linalg.det(graph.cell.to(torch.float64)).abs()
+    periodic = graph.pbc.any(dim=1) & (volume > 0)
+    volume = torch.where(periodic, volume, torch.ones_like(volume))
+    stress = de_deps / volume[:, None, None]
+    return -de_deps, torch.where(periodic[:, None, None], stress,
+                                 torch.full_like(stress, float("nan")))
