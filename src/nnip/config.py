@@ -178,6 +178,10 @@ class TrainConfig:
             weights are the result, and a rerun with a longer limit resumes.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         threads: torch CPU threads (0: torch's default).
+        committee: number of models trained (seeds ``seed``, ``seed + 1``, ...) and saved
+            as one `Committee` model file with uncertainties (1: a single model).
+        bootstrap: committee members train on bootstrap resamples of the training set
+            (with replacement) instead of all of it.
     """
 
     epochs: int = 100
@@ -196,10 +200,12 @@ class TrainConfig:
     time_limit_min: float = 0.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
+    committee: int = 1
+    bootstrap: bool = False
 
     def check(self) -> None:
         """Range checks."""
-        for name in ("epochs", "batch_size", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "checkpoint_every", "committee"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         _in_range("train.lr", self.lr, 1e-8, 1.0)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -150,3 +151,35 @@ def test_cosine_with_time_limit_anneals_to_the_budget(emt_file, tmp_path, monkey
     history = train(config, progress=False).history
     assert 1 < len(history) < 1000
     assert history[-1]["lr"] < 1e-4 < history[0]["lr"]
+
+
+def test_committee_training_saves_one_calibrated_model_and_resumes(emt_file, tmp_path):
+    from nnip.export.model_file import load_model, read_metadata
+    from nnip.models import Committee
+
+    config = small_config(emt_file, tmp_path / "run", epochs=3, committee=3, bootstrap=True)
+    result = train(config, progress=False)
+    assert isinstance(result.model, Committee) and len(result.model.members) == 3
+    loaded = load_model(tmp_path / "run" / "model.nnip")
+    assert isinstance(loaded, Committee)
+    calibration = float(loaded.calibration)
+    meta = read_metadata(tmp_path / "run" / "model.nnip")
+    assert meta["provenance"]["calibration"] == pytest.approx(calibration)
+    assert calibration > 0
+    for k in range(3):  # each member is an ordinary, resumable run
+        assert (tmp_path / "run" / f"member{k}" / "checkpoint.pt").exists()
+    weights = [m.state_dict() for m in result.model.members]
+    assert not torch.equal(next(iter(weights[0].values())), next(iter(weights[1].values())))
+    # Calibrated: on the validation set the scaled spread matches the error on average.
+    from nnip.config import config_from_dict
+    from nnip.training.trainer import _split
+
+    validation = _split(config_from_dict(config)).validation
+    out = loaded.predict(validation)
+    reference = np.concatenate([a.get_forces() for a in validation])
+    err2 = ((out.forces.numpy() - reference) ** 2).sum(-1).mean()
+    assert (out.forces_uncertainty.numpy() ** 2).mean() == pytest.approx(err2, rel=1e-6)
+    assert "validation" in result.errors and "test" in result.errors
+    again = train(config, progress=False)  # everything done: resumes, same committee
+    assert torch.equal(again.model.members[2].state_dict()["terms.reference.e0"],
+                       result.model.members[2].state_dict()["terms.reference.e0"])

@@ -92,7 +92,8 @@ def save_model(
     if "arch" not in spec:
         raise ModelFileError(f"{path}: cannot save a model without a build spec (field "
                              "'spec.arch'); make it with nnip.models.build")
-    reference = model.terms["reference"] if "reference" in model.terms else None
+    head = model.members[0] if hasattr(model, "members") else model  # a Committee's first
+    reference = head.terms["reference"] if "reference" in head.terms else None
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -269,16 +270,17 @@ def load_model(
     try:
         # Build in the target dtype and let load_state_dict cast the weights as it copies:
         # a later model.to(dtype) would round the float64 E0 buffer through float32.
-        def member() -> Potential:
+        def member(config: Mapping[str, Any]) -> Potential:
             return build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
-                         scale=float(spec.get("scale", 1.0)), seed=0, **dict(spec["config"]))
+                         scale=float(spec.get("scale", 1.0)), seed=0, **dict(config))
 
         if spec.get("committee"):
             from nnip.models.committee import Committee
 
-            model = Committee([member() for _ in range(int(spec["committee"]))])
+            configs = spec.get("member_configs") or [spec["config"]] * int(spec["committee"])
+            model = Committee([member(c) for c in configs])
         else:
-            model = member()
+            model = member(spec["config"])
     except (ConfigError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: cannot rebuild the model from field 'spec': "
                              f"{err}") from err
@@ -451,7 +453,8 @@ def format_metadata(meta: Mapping[str, Any]) -> str:
     license_text = meta.get("license") or "(none given)"
     head = {
         "format": f"{meta.get('format')} version {meta.get('format_version')}",
-        "architecture": spec.get("arch"),
+        "architecture": spec.get("arch") + (f" (committee of {spec['committee']})"
+                                            if spec.get("committee") else ""),
         "elements": f"{', '.join(elements)} (Z = {', '.join(map(str, zs))})",
         "cutoff": f"{_value(spec.get('cutoff'))} Å",
         "dtype": meta.get("model_dtype"),
@@ -461,7 +464,8 @@ def format_metadata(meta: Mapping[str, Any]) -> str:
         "license": license_text,
     }
     lines = [f"nnip model {meta.get('path', '')}".rstrip(), *_rows(head)]
-    lines += ["config", *_rows(spec.get("config", {}))]
+    lines += ["config" + (" (member 0)" if spec.get("committee") else ""),
+              *_rows(spec.get("config", {}))]
     provenance = dict(meta.get("provenance") or {})
     data = {k: provenance.pop(k) for k in list(provenance) if _is_fingerprint(provenance[k])}
     if provenance:

@@ -53,7 +53,10 @@ class Committee(Potential):
             if m.elements != first.elements or m.cutoff != first.cutoff:
                 raise ValueError(f"committee member {k} has elements {m.elements} / cutoff "
                                  f"{m.cutoff}; member 0 has {first.elements} / {first.cutoff}")
-        spec = {**first.spec, "committee": len(members)}
+        # Members may differ in data-derived settings (e.g. avg_num_neighbors of their
+        # bootstrap sample): each one's config is kept to rebuild it exactly.
+        spec = {**first.spec, "committee": len(members),
+                "member_configs": [dict(m.spec.get("config", {})) for m in members]}
         super().__init__({f"member{k}": m for k, m in enumerate(members)}, first.type_map,
                          first.cutoff, spec=spec)
         self.register_buffer("calibration", torch.tensor(float(calibration),

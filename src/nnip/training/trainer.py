@@ -27,6 +27,7 @@ from ase import Atoms
 
 from nnip.config import Config, config_from_dict, config_to_dict, load_config
 from nnip.data.datasets import StructureDataset
+from nnip.data.graph import AtomicGraph, Targets
 from nnip.data.io import read
 from nnip.data.stats import energy_scale
 from nnip.errors import ConfigError, TrainingError
@@ -501,9 +502,15 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
     elif isinstance(config, Mapping):
         config = config_from_dict(config)
     config.check()
+    if config.train.committee > 1:
+        return _train_committee(config, resume=resume, progress=progress)
+    return _train_one(config, _split(config), resume=resume, progress=progress)
+
+
+def _train_one(config: Config, splits: _Splits, *, resume: bool, progress: bool
+               ) -> TrainResult:
     run_dir = Path(config.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    splits = _split(config)
     train_set = StructureDataset(splits.train, config.model.cutoff, progress=progress)
     resolved = prepare(config, splits, train_set)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(resolved),
@@ -523,6 +530,93 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
                   f"{runner.epoch + 1})", file=sys.stderr)
     runner.run()
     return _finish(runner)
+
+
+def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainResult:
+    """Train ``train.committee`` members and save them as one calibrated `Committee`.
+
+    Each member is an ordinary run in ``run_dir/member<k>`` (resumable); the committee's
+    force spread is calibrated on the validation set.
+    """
+    from nnip.export.model_file import data_fingerprint, save_model
+    from nnip.models.committee import Committee
+    from nnip.validate.errors import evaluate
+
+    t = config.train
+    run_dir = Path(config.output.run_dir)
+    splits = _split(config)
+    members = []
+    for k in range(t.committee):
+        member = copy.deepcopy(config)
+        member.train.committee, member.train.seed = 1, t.seed + k
+        member.output.run_dir = str(run_dir / f"member{k}")
+        member.output.plots = False
+        member_splits = splits
+        if t.bootstrap:
+            pick = np.random.default_rng(t.seed * 7919 + k).integers(
+                0, len(splits.train), len(splits.train))
+            member_splits = _Splits([splits.train[i] for i in pick], splits.validation,
+                                    splits.test)
+        if progress:
+            print(f"committee member {k + 1}/{t.committee} (seed {member.train.seed}"
+                  f"{', bootstrap' if t.bootstrap else ''})", file=sys.stderr)
+        members.append(_train_one(member, member_splits, resume=resume, progress=progress))
+    committee = Committee([r.model for r in members])
+    committee.eval()
+    calibration = calibrate_committee(committee, splits.validation) if splits.validation \
+        else 1.0
+    committee.set_calibration(calibration)
+    resolved = members[0].config
+    path = run_dir / config.output.model_file
+    save_model(committee, path, training_config=config_to_dict(resolved),
+               license=config.output.license,
+               provenance={"training_data": data_fingerprint(splits.train),
+                           "committee_members": [str(r.model_path) for r in members],
+                           "bootstrap": t.bootstrap, "calibration": calibration})
+    errors: dict[str, Any] = {}
+    out_dir = run_dir if config.output.plots else None
+    for name, frames in (("validation", splits.validation), ("test", splits.test)):
+        if frames:
+            errors[name] = evaluate(committee, frames, out_dir, name=name, progress=False,
+                                    batch_size=t.batch_size)
+    if progress:
+        print(f"committee of {t.committee}: force-spread calibration factor "
+              f"{calibration:.3g} (validation)", file=sys.stderr)
+        _show_end(errors, path)
+    return TrainResult(model=committee, model_path=path, run_dir=run_dir,
+                       history=[row for r in members for row in r.history], errors=errors,
+                       config=resolved)
+
+
+def calibrate_committee(committee: Any, frames: Sequence[Atoms], batch_size: int = 8
+                        ) -> float:
+    """Factor that makes the committee's force spread match its force error on ``frames``.
+
+    The factor ``s`` solves ``mean |F_pred - F_ref|^2 = s^2 mean sigma_F^2`` over all
+    atoms (variance scaling, as for calibrated committees: Imbalzano et al., J. Chem.
+    Phys. 154, 074102 (2021)), computed with the committee's current calibration removed.
+
+    Args:
+        committee: a `Committee`.
+        frames: labelled structures with forces (e.g. the validation set).
+        batch_size: structures per model call.
+
+    Returns:
+        The factor (1.0 when ``frames`` have no forces).
+    """
+    current = float(committee.calibration)
+    err2, var2 = 0.0, 0.0
+    for start in range(0, len(frames), batch_size):
+        chunk = list(frames[start:start + batch_size])
+        graph = AtomicGraph.from_atoms(chunk, committee.cutoff, device=committee.device)
+        targets = Targets.from_atoms(chunk, device=committee.device)
+        out = committee(graph, compute_forces=True)
+        sel = targets.has_forces[graph.system_idx]
+        if not bool(sel.any()):
+            continue
+        err2 += float(((out.forces[sel] - targets.forces[sel]) ** 2).sum())
+        var2 += float(((out.forces_uncertainty[sel] / current) ** 2).sum())
+    return float(np.sqrt(err2 / var2)) if var2 > 0 else 1.0
 
 
 def _show_start(config: Config, splits: _Splits, run_dir: Path) -> None:
