@@ -87,3 +87,33 @@ def test_committee_needs_matching_members():
     other = build("painn", elements=["Cu"], cutoff=4.0, n_features=8, n_interactions=1)
     with pytest.raises(ValueError, match="member 1"):
         Committee([_members(1)[0], other])
+
+
+def test_eval_reports_uncertainty_calibration(tmp_path):
+    from ase.calculators.emt import EMT
+
+    from nnip.validate.errors import evaluate
+    from nnip.validate.uncertainty import calibration_metrics
+
+    committee = Committee(_members())
+    frames = []
+    for k in range(4):
+        atoms = _structure()
+        atoms.rattle(0.05, seed=20 + k)
+        atoms.calc = EMT()
+        atoms.get_forces()
+        frames.append(atoms)
+    table = evaluate(committee, frames, tmp_path, name="val", progress=False)
+    u = table["uncertainty"]
+    assert u["n_atoms"] == 32 and -1 <= u["spearman"] <= 1 and 0 <= u["miscalibration_area"] <= 0.5
+    assert (tmp_path / "val_calibration.png").stat().st_size > 10_000
+    # Known answers: errors drawn with exactly the predicted spread are calibrated and
+    # rank-correlated; errors unrelated to the spread are not.
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.01, 1.0, 20000)
+    error = rng.standard_normal((20000, 3)) * (sigma / np.sqrt(3))[:, None]
+    good = calibration_metrics(error, sigma)
+    assert good["miscalibration_area"] < 0.01 and good["spearman"] > 0.6
+    assert abs(good["rms_error_over_rms_sigma"] - 1) < 0.02
+    bad = calibration_metrics(error, rng.permutation(sigma) * 5)
+    assert bad["miscalibration_area"] > 0.2 and abs(bad["spearman"]) < 0.05

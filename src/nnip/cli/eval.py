@@ -48,6 +48,12 @@ class CLICommand:
                          progress=True)
         print(f"{args.model} on {len(frames)} frames from {', '.join(args.data)}")
         print(format_error_table(table))
+        if "uncertainty" in table:
+            u = table["uncertainty"]
+            print(f"uncertainty (committee): Spearman {u.get('spearman', float('nan')):.3f}, "
+                  f"miscalibration area {u.get('miscalibration_area', float('nan')):.3f}, "
+                  f"RMS error / RMS spread {u.get('rms_error_over_rms_sigma', float('nan')):.2f}")
         for label, path in evaluation_files(out_dir, args.name).items():
-            print(f"{label:>12}: {path}")
+            if path.exists():
+                print(f"{label:>12}: {path}")
         return 0

@@ -74,6 +74,8 @@ class Predictions:
         system_idx: ``(n_atoms,)`` int64 frame of each atom.
         stress_ref: ``(n_systems, 3, 3)`` reference stress, eV/Å^3 (ASE sign).
         stress_pred: ``(n_systems, 3, 3)`` predicted stress, eV/Å^3.
+        forces_uncertainty: ``(n_atoms,)`` predicted force spread, eV/Å (committees),
+            else ``None``.
 
     """
 
@@ -92,6 +94,7 @@ class Predictions:
     system_idx: np.ndarray
     stress_ref: np.ndarray
     stress_pred: np.ndarray
+    forces_uncertainty: np.ndarray | None = None
 
     @property
     def n_systems(self) -> int:
@@ -162,6 +165,7 @@ def predict_frames(
     stress = np.full((len(frames), 3, 3), np.nan)
     energies: list[np.ndarray] = [np.empty(0)] * len(frames)
     forces: list[np.ndarray] = [np.empty((0, 3))] * len(frames)
+    spread: list[np.ndarray] | None = None
     for idx in _track(_batches(periodic, batch_size), progress, "evaluating"):
         out = model.predict([frames[i] for i in idx], compute_forces=True,
                             compute_stress=bool(periodic[idx[0]]))
@@ -171,9 +175,16 @@ def predict_frames(
         forces_b = np.split(out.forces.detach().cpu().numpy(), split)
         for j, i in enumerate(idx):
             energies[i], forces[i] = energies_b[j], forces_b[j]
+        if out.forces_uncertainty is not None:
+            spread = spread or [np.empty(0)] * len(frames)
+            for j, part in enumerate(np.split(out.forces_uncertainty.cpu().numpy(), split)):
+                spread[idx[j]] = part
         if out.stress is not None:
             stress[idx] = out.stress.detach().cpu().numpy()
-    return _assemble(frames, targets, n_atoms, periodic, energy, energies, forces, stress)
+    pred = _assemble(frames, targets, n_atoms, periodic, energy, energies, forces, stress)
+    if spread is not None:
+        pred.forces_uncertainty = np.concatenate(spread)
+    return pred
 
 
 def compare_frames(reference: Sequence[ase.Atoms], predicted: Sequence[ase.Atoms]
@@ -276,7 +287,10 @@ def error_table(pred: Predictions) -> dict[str, Any]:
         ``energy_per_atom`` (eV/atom, ``n`` frames), ``forces`` (eV/Å, ``n`` force
         components, 3 per atom) and ``stress`` (eV/Å^3, ``n`` tensor components, 9 per
         frame). Properties without labels are omitted; elements are ordered by atomic
-        number, config types alphabetically. Plain floats and ints (JSON-ready).
+        number, config types alphabetically. Plain floats and ints (JSON-ready). With
+        predicted force uncertainties (committees) also ``"uncertainty"``: Spearman rank
+        correlation, miscalibration area, RMS error / RMS spread (see
+        `nnip.validate.uncertainty`).
 
     """
     all_systems = np.ones(pred.n_systems, dtype=bool)
@@ -294,8 +308,17 @@ def error_table(pred: Predictions) -> dict[str, Any]:
         row = _errors(pred, systems, systems[pred.system_idx])
         if row:
             per_config[name] = row
-    return {"overall": _errors(pred, all_systems, all_atoms), "per_element": per_element,
-            "per_config_type": per_config}
+    table = {"overall": _errors(pred, all_systems, all_atoms), "per_element": per_element,
+             "per_config_type": per_config}
+    if pred.forces_uncertainty is not None:
+        from nnip.validate.uncertainty import calibration_metrics
+
+        f = pred.has_forces[pred.system_idx]
+        metrics = calibration_metrics(pred.forces_pred[f] - pred.forces_ref[f],
+                                      pred.forces_uncertainty[f])
+        table["uncertainty"] = {k: v for k, v in metrics.items()
+                                if k not in ("expected", "observed")}
+    return table
 
 
 _HEADERS = {"energy_per_atom": "energy [meV/atom]", "forces": "forces [meV/Å]",
@@ -525,7 +548,10 @@ def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
 
 
 def evaluation_files(out_dir: str | os.PathLike, name: str = "eval") -> dict[str, Path]:
-    """Files `evaluate` writes: ``errors`` (JSON), ``parity`` (PNG), ``predictions`` (extxyz).
+    """Files `evaluate` writes.
+
+    ``errors`` (JSON), ``parity`` (PNG), ``predictions`` (extxyz), and for committees
+    ``calibration`` (PNG: error against spread, calibration curve).
 
     Args:
         out_dir: output folder.
@@ -534,7 +560,8 @@ def evaluation_files(out_dir: str | os.PathLike, name: str = "eval") -> dict[str
     """
     out = Path(out_dir)
     return {"errors": out / f"{name}_errors.json", "parity": out / f"{name}_parity.png",
-            "predictions": out / f"{name}_predictions.extxyz"}
+            "predictions": out / f"{name}_predictions.extxyz",
+            "calibration": out / f"{name}_calibration.png"}
 
 
 def evaluate(
@@ -571,5 +598,13 @@ def evaluate(
         text = json.dumps({"units": UNITS, **table}, indent=2, ensure_ascii=False)
         files["errors"].write_text(text + "\n", encoding="utf-8")
         parity_plots(pred, files["parity"], title=f"{name}: {pred.n_systems} frames")
+        if pred.forces_uncertainty is not None:
+            from nnip.validate.uncertainty import calibration_metrics, plot_calibration
+
+            f = pred.has_forces[pred.system_idx]
+            error = pred.forces_pred[f] - pred.forces_ref[f]
+            plot_calibration(error, pred.forces_uncertainty[f],
+                             calibration_metrics(error, pred.forces_uncertainty[f]),
+                             files["calibration"], title=name)
         write_predictions(frames, pred, files["predictions"])
     return table
