@@ -182,6 +182,9 @@ class TrainConfig:
             as one `Committee` model file with uncertainties (1: a single model).
         bootstrap: committee members train on bootstrap resamples of the training set
             (with replacement) instead of all of it.
+        init_from: model file whose learned weights start the training (warm start, e.g.
+            the previous active-learning iteration; member k of a committee starts from
+            member k of a committee file); E0 and the energy scale come from the data.
     """
 
     epochs: int = 100
@@ -202,6 +205,7 @@ class TrainConfig:
     threads: int = 0
     committee: int = 1
     bootstrap: bool = False
+    init_from: str = ""
 
     def check(self) -> None:
         """Range checks."""

@@ -183,3 +183,17 @@ def test_committee_training_saves_one_calibrated_model_and_resumes(emt_file, tmp
     again = train(config, progress=False)  # everything done: resumes, same committee
     assert torch.equal(again.model.members[2].state_dict()["terms.reference.e0"],
                        result.model.members[2].state_dict()["terms.reference.e0"])
+
+
+def test_init_from_warm_starts_the_learned_weights(emt_file, tmp_path):
+    first = train(small_config(emt_file, tmp_path / "a", epochs=4), progress=False)
+    config = small_config(emt_file, tmp_path / "b", epochs=1, lr=1e-8)
+    config["train"]["init_from"] = str(first.model_path)
+    second = train(config, progress=False)  # lr ~ 0: the weights stay the loaded ones
+    a, b = first.model.state_dict(), second.model.state_dict()
+    learned = [k for k in a if not k.startswith("terms.reference") and "scale" not in k]
+    assert learned and all(torch.allclose(a[k], b[k], atol=1e-6) for k in learned)
+    config["train"]["init_from"] = str(tmp_path / "missing.nnip")
+    config["output"]["run_dir"] = str(tmp_path / "c")
+    with pytest.raises(Exception, match="missing.nnip"):
+        train(config, progress=False)

@@ -128,12 +128,37 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
     return resolved
 
 
-def _build_model(config: Config, device: torch.device) -> Potential:
+def _build_model(config: Config, device: torch.device, member: int = 0) -> Potential:
     m = config.model
     dtype = torch.float64 if m.dtype == "float64" else torch.float32
     model = build(m.arch, elements=sorted(m.e0), cutoff=m.cutoff, dtype=dtype, e0=m.e0,
                   scale=m.scale, seed=config.train.seed, **m.params)
+    if config.train.init_from:
+        _warm_start(model, config.train.init_from, member)
     return model.to(device)
+
+
+def _warm_start(model: Potential, path: str, member: int) -> None:
+    """Copy the learned weights of model file ``path`` into ``model``.
+
+    From member ``member`` of a committee file; reference energies and the energy scale
+    keep the values of the new data.
+    """
+    from nnip.export.model_file import load_model
+    from nnip.models.committee import Committee
+
+    source = load_model(path)
+    if isinstance(source, Committee):
+        source = source.members[member % len(source.members)]
+    if source.spec.get("arch") != model.spec.get("arch") or source.elements != model.elements:
+        raise ConfigError(f"train.init_from {path}: a {source.spec.get('arch')} model for "
+                          f"{source.elements}; this run trains {model.spec.get('arch')} for "
+                          f"{model.elements}")
+    own = model.state_dict()
+    keep = {k: v for k, v in source.state_dict().items()
+            if k in own and own[k].shape == v.shape and not k.startswith("terms.reference")
+            and not k.endswith(".scale")}
+    model.load_state_dict(keep, strict=False)
 
 
 def _device(name: str) -> torch.device:
@@ -148,11 +173,11 @@ class _Run:
     """State of one training run (model, optimizer, counters) and its loop."""
 
     def __init__(self, config: Config, splits: _Splits, train_set: StructureDataset,
-                 run_dir: Path, progress: bool) -> None:
+                 run_dir: Path, progress: bool, member: int = 0) -> None:
         self.config, self.splits, self.run_dir, self.progress = config, splits, run_dir, progress
         t = config.train
         self.device = _device(t.device)
-        self.model = _build_model(config, self.device)
+        self.model = _build_model(config, self.device, member)
         self.ema = copy.deepcopy(self.model)
         self.best_state = self._ema_snapshot()
         self.train_set = train_set
@@ -507,8 +532,8 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
     return _train_one(config, _split(config), resume=resume, progress=progress)
 
 
-def _train_one(config: Config, splits: _Splits, *, resume: bool, progress: bool
-               ) -> TrainResult:
+def _train_one(config: Config, splits: _Splits, *, resume: bool, progress: bool,
+               member: int = 0) -> TrainResult:
     run_dir = Path(config.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_set = StructureDataset(splits.train, config.model.cutoff, progress=progress)
@@ -519,7 +544,7 @@ def _train_one(config: Config, splits: _Splits, *, resume: bool, progress: bool
         _show_start(resolved, splits, run_dir)
     if resolved.train.threads > 0:
         torch.set_num_threads(resolved.train.threads)
-    runner = _Run(resolved, splits, train_set, run_dir, progress)
+    runner = _Run(resolved, splits, train_set, run_dir, progress, member)
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
         if not resume:
@@ -560,7 +585,8 @@ def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainRe
         if progress:
             print(f"committee member {k + 1}/{t.committee} (seed {member.train.seed}"
                   f"{', bootstrap' if t.bootstrap else ''})", file=sys.stderr)
-        members.append(_train_one(member, member_splits, resume=resume, progress=progress))
+        members.append(_train_one(member, member_splits, resume=resume, progress=progress,
+                                  member=k))
     committee = Committee([r.model for r in members])
     committee.eval()
     calibration = calibrate_committee(committee, splits.validation) if splits.validation \
