@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "eval": "errors of a model on labelled data",
     "info": "print metadata and provenance of a model file",
     "validate": "physical checks (MD stability, drift, RDF, EOS, dimers, phonons) + report",
+    "al": "active learning: committee, MD exploration, oracle labelling, retraining",
     "md": "molecular dynamics with a model file (NVE, NVT; replicas in one batch)",
     "demo": "make EMT data, train a potential, evaluate it, run MD",
 }

@@ -1,0 +1,406 @@
+"""The active-learning loop behind ``nnip al``: train → explore → select → label → repeat.
+
+Each iteration k:
+
+1. **train** a committee (``train.committee`` >= 2) on the initial data plus every frame
+   labelled so far, starting from the previous iteration's weights (``init_from``);
+2. **explore** with batched MD (Langevin; NPT where pressures are given) from the
+   starting structures at each temperature, sampling frames with the committee's
+   calibrated per-atom force spread;
+3. **select** the frames whose largest spread exceeds the threshold; the uncertain
+   fraction is the loop's convergence measure; at most ``max_per_iteration`` of them,
+   made diverse by farthest-point sampling on a pair-distance fingerprint, starting
+   from the most uncertain;
+4. **label** them with the oracle (`nnip.active.oracles`), one file per frame, with
+   provenance (oracle, iteration, source trajectory and step) in ``info``.
+
+It stops when the uncertain fraction falls below the target (or after ``iterations``).
+
+Crash safety: every file is written atomically (temporary file + rename) and the state
+(``state.json``) records the phase reached; each phase skips work already on disk
+(the trainer resumes from its checkpoint, labelled frames are never recomputed), so
+``SIGKILL`` at any moment followed by rerunning the command loses nothing but the
+step, MD chunk or frame in progress.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+import yaml
+from ase import Atoms
+
+from nnip.active.oracles import make_oracle
+from nnip.data.neighbors import neighbor_list
+from nnip.errors import ConfigError
+
+__all__ = ["ALConfig", "ExploreConfig", "SelectConfig", "load_al_config", "run_active_learning"]
+
+
+@dataclass
+class ExploreConfig:
+    """Exploration by MD with the current committee.
+
+    Attributes:
+        structures: files of starting structures (every frame of each file is a start).
+        temperatures_K: Langevin temperatures; every start runs at each.
+        pressures_GPa: NPT pressures for periodic starts (empty: NVT only).
+        steps: MD steps per run.
+        timestep_fs: time step.
+        replicas: independent copies of each start, in one batch.
+        sample_every: steps between sampled frames.
+        friction_per_fs: Langevin friction.
+    """
+
+    structures: list[str] = field(default_factory=list)
+    temperatures_K: list[float] = field(default_factory=lambda: [300.0])
+    pressures_GPa: list[float] = field(default_factory=list)
+    steps: int = 1000
+    timestep_fs: float = 1.0
+    replicas: int = 2
+    sample_every: int = 20
+    friction_per_fs: float = 0.02
+
+
+@dataclass
+class SelectConfig:
+    """Which explored frames get labelled.
+
+    Attributes:
+        threshold_eV_per_A: a frame is uncertain when its largest calibrated per-atom
+            force spread exceeds this.
+        max_per_iteration: labelled frames per iteration at most (farthest-point sampled).
+    """
+
+    threshold_eV_per_A: float = 0.1
+    max_per_iteration: int = 20
+
+
+@dataclass
+class ALConfig:
+    """An active-learning run (the YAML file of ``nnip al``).
+
+    Attributes:
+        train: the training config (as for ``nnip train``; ``data.train`` is the
+            initial data; ``train.committee`` >= 2). Relative paths are resolved
+            against the YAML file's folder.
+        oracle: reference method spec (``emt``, ``tblite:GFN2-xTB``,
+            ``pyscf:PBE/6-31G*``, ``module:function``).
+        explore: `ExploreConfig`.
+        select: `SelectConfig`.
+        iterations: most labelling iterations.
+        target_uncertain_fraction: stop when fewer explored frames are uncertain.
+        test: labelled files for the per-iteration errors (independent of the loop).
+        state_dir: folder of the run (state, labelled data, models, summary).
+    """
+
+    train: dict[str, Any] = field(default_factory=dict)
+    oracle: str = "emt"
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    iterations: int = 5
+    target_uncertain_fraction: float = 0.05
+    test: list[str] = field(default_factory=list)
+    state_dir: str = "al"
+
+
+def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
+    """Read and check an `ALConfig` from a YAML file or a dict (unknown keys are errors)."""
+    base = Path(".")
+    if not isinstance(source, dict):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such active-learning config file")
+        base = path.parent
+        source = yaml.safe_load(path.read_text()) or {}
+    raw = copy.deepcopy(source)
+    sections = {"explore": ExploreConfig, "select": SelectConfig}
+    for name, cls in sections.items():
+        raw[name] = _dataclass(cls, raw.get(name) or {}, name)
+    config = _dataclass(ALConfig, raw, "al")
+    resolve = lambda p: str(p if Path(p).is_absolute() else base / p)  # noqa: E731
+    config.explore.structures = [resolve(p) for p in config.explore.structures]
+    config.test = [resolve(p) for p in config.test]
+    data = config.train.setdefault("data", {})
+    for key in ("train", "validation", "test"):
+        value = data.get(key)
+        if value:
+            data[key] = [resolve(p) for p in ([value] if isinstance(value, str) else value)]
+    if int(config.train.get("train", {}).get("committee", 1)) < 2:
+        raise ConfigError("al.train.train.committee must be >= 2: the loop selects frames by "
+                          "the committee's disagreement")
+    if not config.explore.structures:
+        raise ConfigError("al.explore.structures: give at least one starting structure file")
+    make_oracle(config.oracle)  # a bad spec fails now, not after the first training
+    return config
+
+
+def _dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+# ------------------------------------------------------------------ atomic files
+def _write_atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_atomic_frames(path: Path, frames: list[Atoms]) -> None:
+    tmp = path.with_name(path.name + ".tmp.extxyz")
+    ase.io.write(tmp, frames, format="extxyz")
+    os.replace(tmp, path)
+
+
+class _State:
+    """``state.json``: iteration, phase and per-iteration history, saved atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"iteration": 0, "phase": "train", "history": []}
+        if path.exists():
+            self.data = json.loads(path.read_text())
+
+    def save(self) -> None:
+        _write_atomic_text(self.path, json.dumps(self.data, indent=1))
+
+
+# ------------------------------------------------------------------------ phases
+def fingerprint(atoms: Atoms, r_max: float = 6.0, n_bins: int = 24) -> np.ndarray:
+    """A structure's pair-distance histogram per atom ``(n_bins,)`` (for diversity)."""
+    ij, shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, r_max)
+    r = np.linalg.norm(atoms.positions[ij[1]] - atoms.positions[ij[0]]
+                       + shift @ atoms.cell.array, axis=1)
+    return np.histogram(r, bins=n_bins, range=(0.0, r_max))[0] / max(len(atoms), 1)
+
+
+def farthest_point_sample(features: np.ndarray, k: int, first: int = 0) -> list[int]:
+    """``k`` indices of ``features`` ``(n, d)``, each the farthest from those picked."""
+    picked = [first]
+    distance = np.linalg.norm(features - features[first], axis=1)
+    while len(picked) < min(k, len(features)):
+        nxt = int(np.argmax(distance))
+        picked.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(features - features[nxt], axis=1))
+    return picked
+
+
+def _explore(model: Any, config: ExploreConfig, iteration: int, seed: int) -> list[Atoms]:
+    from nnip.data import read
+    from nnip.md import MD, Langevin, LangevinNPT
+
+    starts = [(Path(p).stem, k, a) for p in config.structures for k, a in enumerate(read(p))]
+    frames: list[Atoms] = []
+    for name, index, atoms in starts:
+        conditions = [(t, None) for t in config.temperatures_K]
+        if atoms.pbc.all():
+            conditions += [(t, p) for t in config.temperatures_K for p in config.pressures_GPa]
+        for temperature, pressure in conditions:
+            integrator = (Langevin(config.timestep_fs, temperature, config.friction_per_fs,
+                                   seed=seed) if pressure is None else
+                          LangevinNPT(config.timestep_fs, temperature, pressure,
+                                      config.friction_per_fs, seed=seed))
+            start = atoms.copy()
+            start.calc = None
+            md = MD(model, [start] * config.replicas, integrator, temperature_K=temperature,
+                    seed=seed, write_every=config.sample_every, max_uncertainty_eV_per_A=0.0,
+                    progress=False)
+            label = f"{name}[{index}] {temperature:g} K" + (
+                f" {pressure:g} GPa" if pressure is not None else "")
+            while md.state.step < config.steps:
+                result = md.run(config.sample_every)
+                for r, frame in enumerate(md.atoms()):
+                    frame.calc = None
+                    frame.info.update(al_iteration=iteration,
+                                      al_source=f"{label} replica {r} step {md.state.step}")
+                    frames.append(frame)
+                if result.stopped:  # the model broke down: its last frames are the news
+                    break
+    return frames
+
+
+def _select(frames: list[Atoms], config: SelectConfig) -> tuple[list[int], float]:
+    spread = np.array([f.info.get("max_force_uncertainty", 0.0) for f in frames])
+    uncertain = np.flatnonzero(spread > config.threshold_eV_per_A)
+    fraction = len(uncertain) / max(len(frames), 1)
+    if len(uncertain) == 0:
+        return [], fraction
+    features = np.stack([fingerprint(frames[i]) for i in uncertain])
+    first = int(np.argmax(spread[uncertain]))
+    picked = farthest_point_sample(features, config.max_per_iteration, first)
+    return sorted(int(uncertain[i]) for i in picked), fraction
+
+
+def _test_errors(model: Any, files: list[str]) -> dict[str, float]:
+    if not files:
+        return {}
+    from nnip.data import read
+    from nnip.validate.errors import error_table, predict_frames
+
+    frames = [a for p in files for a in read(p)]
+    table = error_table(predict_frames(model, frames))
+    out = {}
+    if "energy_per_atom" in table["overall"]:
+        out["test_energy_mae_meV_per_atom"] = table["overall"]["energy_per_atom"]["mae"] * 1e3
+    if "forces" in table["overall"]:
+        out["test_forces_mae_meV_per_A"] = table["overall"]["forces"]["mae"] * 1e3
+    if "uncertainty" in table:
+        out["test_spearman"] = table["uncertainty"].get("spearman")
+    return out
+
+
+def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *,
+                        progress: bool = True,
+                        say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the loop; returns the final state (history per iteration).
+
+    Args:
+        config: an `ALConfig`, a YAML path or a dict.
+        progress: progress bars of training and labelling.
+        say: where per-iteration lines go (default: stderr).
+
+    Returns:
+        The state dict: ``iteration``, ``phase`` (``done`` at the end), ``history`` (one
+        row per iteration: training frames, explored / uncertain / labelled / failed
+        frames, uncertain fraction, test errors), ``model`` (the final model file).
+    """
+    from nnip.data import read
+    from nnip.export.model_file import load_model
+    from nnip.training import train
+
+    if not isinstance(config, ALConfig):
+        config = load_al_config(config)
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    root = Path(config.state_dir)
+    (root / "labelled").mkdir(parents=True, exist_ok=True)
+    state = _State(root / "state.json")
+    oracle = make_oracle(config.oracle)
+    while state.data["phase"] != "done":
+        k = state.data["iteration"]
+        it_dir = root / f"iter_{k:03d}"
+        it_dir.mkdir(exist_ok=True)
+        row = state.data.setdefault("current", {"iteration": k})
+        model_path = it_dir / "train" / "model.nnip"
+        if state.data["phase"] == "train":
+            labelled = sorted(str(p) for p in (root / "labelled").glob("iter_*.extxyz"))
+            train_config = copy.deepcopy(config.train)
+            train_config.setdefault("data", {})
+            train_config["data"]["train"] = list(train_config["data"].get("train", [])) \
+                + labelled
+            train_config.setdefault("output", {})["run_dir"] = str(it_dir / "train")
+            train_config["output"]["plots"] = False
+            if k > 0:
+                train_config.setdefault("train", {})["init_from"] = str(
+                    root / f"iter_{k - 1:03d}" / "train" / "model.nnip")
+            say(f"[al] iteration {k}: training a committee on the initial data + "
+                f"{len(labelled)} labelled file(s)")
+            result = train(train_config, progress=progress)
+            row["n_train_frames"] = sum(len(read(p)) for p in train_config["data"]["train"])
+            row.update(_test_errors(result.model, config.test))
+            state.data["phase"] = "explore"
+            state.save()
+        model = load_model(model_path)
+        candidates_path = it_dir / "explored.extxyz"
+        if state.data["phase"] == "explore":
+            if not candidates_path.exists():
+                say(f"[al] iteration {k}: exploring with MD")
+                _write_atomic_frames(candidates_path, _explore(model, config.explore, k, seed=k))
+            state.data["phase"] = "select"
+            state.save()
+        if state.data["phase"] == "select":
+            frames = ase.io.read(candidates_path, ":")
+            chosen, fraction = _select(frames, config.select)
+            row.update(n_explored=len(frames), uncertain_fraction=fraction,
+                       n_selected=len(chosen))
+            say(f"[al] iteration {k}: {fraction:.1%} of {len(frames)} explored frames "
+                f"uncertain; {len(chosen)} selected")
+            _write_atomic_frames(it_dir / "selected.extxyz", [frames[i] for i in chosen])
+            done = fraction < config.target_uncertain_fraction or k >= config.iterations
+            state.data["phase"] = "finish" if done else "label"
+            state.save()
+        if state.data["phase"] == "label":
+            selected = ase.io.read(it_dir / "selected.extxyz", ":") \
+                if (it_dir / "selected.extxyz").stat().st_size else []
+            frame_dir = it_dir / "labels"
+            frame_dir.mkdir(exist_ok=True)
+            for j, atoms in enumerate(selected):
+                target = frame_dir / f"frame_{j:04d}.extxyz"
+                failed = frame_dir / f"frame_{j:04d}.failed"
+                if target.exists() or failed.exists():
+                    continue
+                result = oracle.label([atoms])
+                if result.frames:
+                    labelled = result.frames[0]
+                    labelled.info.update(al_oracle=oracle.spec, config_type=f"al_iter{k}")
+                    _write_atomic_frames(target, [labelled])
+                else:
+                    _write_atomic_text(failed, result.failures[0]["error"])
+            good = [ase.io.read(p) for p in sorted(frame_dir.glob("frame_*.extxyz"))]
+            failures = sorted(p.name for p in frame_dir.glob("*.failed"))
+            if good:
+                _write_atomic_frames(root / "labelled" / f"iter_{k:03d}.extxyz", good)
+            row.update(n_labelled=len(good), n_failed=len(failures))
+            say(f"[al] iteration {k}: labelled {len(good)} frame(s) with {oracle.spec}"
+                + (f", {len(failures)} failed" if failures else ""))
+            state.data["history"].append(state.data.pop("current"))
+            state.data.update(iteration=k + 1, phase="train")
+            state.save()
+            continue
+        if state.data["phase"] == "finish":
+            state.data["history"].append(state.data.pop("current"))
+            state.data.update(phase="done", model=str(model_path))
+            state.save()
+    _write_summary(root, state.data)
+    return state.data
+
+
+def _write_summary(root: Path, state: dict[str, Any]) -> None:
+    """``summary.md`` (a table per iteration) and ``summary.png``."""
+    from nnip.validate.errors import _figure
+
+    history = state["history"]
+    keys = ["iteration", "n_train_frames", "n_explored", "uncertain_fraction", "n_labelled",
+            "n_failed", "test_energy_mae_meV_per_atom", "test_forces_mae_meV_per_A"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in history:
+        cells = []
+        for key in keys:
+            value = row.get(key)
+            cells.append("–" if value is None else f"{value:.3g}" if isinstance(value, float)
+                         else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    _write_atomic_text(root / "summary.md", "\n".join(lines) + f"\n\nfinal model: "
+                       f"{state.get('model', '(running)')}\n")
+    fig, (left, right) = _figure(2, 4.6, 3.6)
+    it = [r["iteration"] for r in history]
+    right.plot(it, [r.get("uncertain_fraction", np.nan) for r in history], "o-")
+    right.set(xlabel="iteration", ylabel="uncertain fraction of explored frames")
+    for key, label in (("test_forces_mae_meV_per_A", "force MAE (meV/Å)"),
+                       ("test_energy_mae_meV_per_atom", "energy MAE (meV/atom)")):
+        values = [r.get(key, np.nan) for r in history]
+        if np.isfinite(values).any():
+            left.plot(it, values, "o-", label=label)
+    left.set(xlabel="iteration", ylabel="test error (no test files)" if not config_has_test(
+        history) else "test error", yscale="log")
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=8)
+    fig.savefig(root / "summary.png", dpi=110)
+
+
+def config_has_test(history: list[dict[str, Any]]) -> bool:
+    """Whether the rows carry test errors."""
+    return any("test_forces_mae_meV_per_A" in row for row in history)

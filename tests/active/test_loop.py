@@ -1,0 +1,123 @@
+"""``nnip al``: the loop runs with EMT, and SIGKILL at any moment loses no labelled frame."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import pytest
+import yaml
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from nnip.active import load_al_config, run_active_learning
+from nnip.errors import ConfigError
+
+
+def _setup(folder: Path, iterations: int = 2, slow_oracle: bool = False) -> Path:
+    frames = []
+    for k in range(10):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+                  "stress": atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        frames.append(atoms)
+    ase.io.write(folder / "init.xyz", frames)
+    ase.io.write(folder / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2))
+    config = {
+        "oracle": "tests.active.slow_emt:make" if slow_oracle else "emt",
+        "iterations": iterations, "target_uncertain_fraction": 0.0, "state_dir": "state",
+        "test": ["init.xyz"],
+        "explore": {"structures": ["start.xyz"], "temperatures_K": [600, 1200],
+                    "steps": 100, "timestep_fs": 2, "replicas": 2, "sample_every": 20},
+        "select": {"threshold_eV_per_A": 0.0, "max_per_iteration": 4},
+        "train": {"data": {"train": ["init.xyz"], "validation_fraction": 0.2},
+                  "model": {"arch": "schnet", "cutoff": 4.0,
+                            "params": {"n_features": 16, "n_interactions": 2, "n_basis": 10}},
+                  "train": {"epochs": 5, "batch_size": 2, "lr": 0.003, "committee": 2}},
+    }
+    path = folder / "al.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_loop_labels_retrains_and_summarises(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = run_active_learning(_setup(tmp_path), progress=False, say=lambda _: None)
+    assert state["phase"] == "done" and len(state["history"]) == 3
+    first, second = state["history"][:2]
+    assert first["n_train_frames"] == 10 and second["n_train_frames"] == 14
+    assert first["n_labelled"] == 4 and first["n_failed"] == 0
+    labelled = ase.io.read(tmp_path / "state" / "labelled" / "iter_000.extxyz", ":")
+    assert len(labelled) == 4
+    for atoms in labelled:  # provenance and real EMT labels
+        assert atoms.info["al_oracle"] == "emt" and "K replica" in atoms.info["al_source"]
+        reference = atoms.copy()
+        reference.calc = EMT()
+        assert atoms.get_potential_energy() == pytest.approx(reference.get_potential_energy())
+    assert "test_forces_mae_meV_per_A" in first
+    assert (tmp_path / "state" / "summary.png").stat().st_size > 10_000
+    assert "| 1 | 14 |" in (tmp_path / "state" / "summary.md").read_text()
+    # Warm start: iteration 1 was initialised from iteration 0's committee.
+    config = yaml.safe_load((tmp_path / "state" / "iter_001" / "train" / "member0" /
+                             "config.yaml").read_text())
+    assert config["train"]["init_from"].endswith("iter_000/train/model.nnip")
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob("iter_*/labels/frame_*.extxyz"))}
+
+
+def test_sigkill_anywhere_then_resume_loses_no_labelled_frame(tmp_path):
+    config = _setup(tmp_path, iterations=2, slow_oracle=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "nnip", "al", str(config)]
+    state_dir = tmp_path / "state"
+    # Kill points: during labelling of iteration 0 (after its first frame), during
+    # the training of iteration 1, and during the exploration of iteration 1.
+    waits = [lambda: (state_dir / "iter_000" / "labels" / "frame_0000.extxyz").exists(),
+             lambda: (state_dir / "iter_001" / "train" / "member0" / "checkpoint.pt").exists(),
+             lambda: (state_dir / "iter_001" / "train" / "model.nnip").exists()]
+    seen: dict[str, str] = {}
+    for ready in waits:
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 240
+        while not ready() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        now = _digest(state_dir)
+        assert all(now.get(name) == digest for name, digest in seen.items())  # none lost
+        seen = now
+    finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    final = _digest(state_dir)
+    assert all(final[name] == digest for name, digest in seen.items())
+    assert len([n for n in final if n.startswith("iter_000")]) == 4
+    assert len(ase.io.read(state_dir / "labelled" / "iter_001.extxyz", ":")) == 4
+    assert "final model" in finished.stdout
+
+
+def test_bad_al_configs_are_clear(tmp_path):
+    path = _setup(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["train"]["train"]["committee"] = 1
+    with pytest.raises(ConfigError, match="committee must be >= 2"):
+        load_al_config(raw)
+    raw["train"]["train"]["committee"] = 2
+    raw["explore"]["temperature"] = 300
+    with pytest.raises(ConfigError, match="unknown key.*temperature"):
+        load_al_config(raw)
