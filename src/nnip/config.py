@@ -93,6 +93,9 @@ class ModelConfig:
         e0: per-element reference energies in eV; empty means fit by least squares.
         scale: energy scale of the learned term in eV; 0 means from data (RMS force
             times 1 Å, or the energy-per-atom spread when there are no forces).
+        zbl: add ZBL nuclear repulsion, switched off at the covalent bond length
+            (`nnip.physics.repulsion.ZBL`): atoms pushed together repel even where the
+            data has no such configurations.
     """
 
     arch: str = "painn"
@@ -101,6 +104,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     e0: dict[str, float] = field(default_factory=dict)
     scale: float = 0.0
+    zbl: bool = False
 
     def check(self) -> None:
         """Range checks."""

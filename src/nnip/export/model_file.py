@@ -272,7 +272,8 @@ def load_model(
         # a later model.to(dtype) would round the float64 E0 buffer through float32.
         def member(config: Mapping[str, Any]) -> Potential:
             return build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
-                         scale=float(spec.get("scale", 1.0)), seed=0, **dict(config))
+                         scale=float(spec.get("scale", 1.0)), seed=0,
+                         zbl=bool(spec.get("zbl", False)), **dict(config))
 
         if spec.get("committee"):
             from nnip.models.committee import Committee

@@ -68,6 +68,7 @@ def build(
     e0: Mapping[str, float] | None = None,
     scale: float = 1.0,
     seed: int | None = 0,
+    zbl: bool = False,
     **config: Any,
 ) -> Potential:
     """Build a potential: per-element reference energies plus a learned term.
@@ -82,6 +83,8 @@ def build(
         scale: energy scale of the learned term in eV.
         seed: seed for weight initialisation (global RNG state is left untouched);
             ``None`` uses the current global RNG.
+        zbl: add ZBL nuclear repulsion (`nnip.physics.repulsion.ZBL`), switched off at
+            the covalent bond length, so that close atoms repel where data is absent.
         **config: hyperparameters of the architecture's config dataclass.
 
     Returns:
@@ -102,8 +105,13 @@ def build(
         learned = module_cls(type_map, cutoff, cfg)
     spec = {"arch": name, "config": dataclasses.asdict(cfg), "elements": type_map.symbols,
             "cutoff": float(cutoff), "scale": float(scale)}
-    potential = Potential({"reference": reference, name: Scaled(learned, scale)},
-                          type_map, cutoff, spec)
+    terms: dict[str, torch.nn.Module] = {"reference": reference, name: Scaled(learned, scale)}
+    if zbl:
+        from nnip.physics.repulsion import ZBL
+
+        terms["zbl"] = ZBL(type_map)
+        spec["zbl"] = True
+    potential = Potential(terms, type_map, cutoff, spec)
     return potential.to(dtype)
 
 
