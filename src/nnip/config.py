@@ -96,6 +96,9 @@ class ModelConfig:
         zbl: add ZBL nuclear repulsion, switched off at the covalent bond length
             (`nnip.physics.repulsion.ZBL`): atoms pushed together repel even where the
             data has no such configurations.
+        d3: functional whose DFT-D3(BJ) dispersion to add (e.g. ``pbe``; empty: none);
+            needs torch-dftd. Train on data without dispersion and add it back, or the
+            reverse.
     """
 
     arch: str = "painn"
@@ -105,6 +108,7 @@ class ModelConfig:
     e0: dict[str, float] = field(default_factory=dict)
     scale: float = 0.0
     zbl: bool = False
+    d3: str = ""
 
     def check(self) -> None:
         """Range checks."""

@@ -273,7 +273,8 @@ def load_model(
         def member(config: Mapping[str, Any]) -> Potential:
             return build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
                          scale=float(spec.get("scale", 1.0)), seed=0,
-                         zbl=bool(spec.get("zbl", False)), **dict(config))
+                         zbl=bool(spec.get("zbl", False)), d3=spec.get("d3") or "",
+                         **dict(config))
 
         if spec.get("committee"):
             from nnip.models.committee import Committee

@@ -69,6 +69,7 @@ def build(
     scale: float = 1.0,
     seed: int | None = 0,
     zbl: bool = False,
+    d3: str | Mapping[str, Any] = "",
     **config: Any,
 ) -> Potential:
     """Build a potential: per-element reference energies plus a learned term.
@@ -85,6 +86,8 @@ def build(
             ``None`` uses the current global RNG.
         zbl: add ZBL nuclear repulsion (`nnip.physics.repulsion.ZBL`), switched off at
             the covalent bond length, so that close atoms repel where data is absent.
+        d3: add DFT-D3(BJ) dispersion (`nnip.physics.dispersion.D3Dispersion`) with this
+            functional's parameters (e.g. ``"pbe"``), or a dict of its arguments.
         **config: hyperparameters of the architecture's config dataclass.
 
     Returns:
@@ -111,6 +114,13 @@ def build(
 
         terms["zbl"] = ZBL(type_map)
         spec["zbl"] = True
+    if d3:
+        from nnip.physics.dispersion import D3Dispersion
+
+        settings = {"xc": d3, "damping": "bj", "cutoff": 15.0} if isinstance(d3, str) \
+            else dict(d3)
+        terms["d3"] = D3Dispersion(**settings)
+        spec["d3"] = settings
     potential = Potential(terms, type_map, cutoff, spec)
     return potential.to(dtype)
 

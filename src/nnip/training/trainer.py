@@ -132,7 +132,8 @@ def _build_model(config: Config, device: torch.device, member: int = 0) -> Poten
     m = config.model
     dtype = torch.float64 if m.dtype == "float64" else torch.float32
     model = build(m.arch, elements=sorted(m.e0), cutoff=m.cutoff, dtype=dtype, e0=m.e0,
-                  scale=m.scale, seed=config.train.seed, zbl=m.zbl, **m.params)
+                  scale=m.scale, seed=config.train.seed, zbl=m.zbl, d3=m.d3,
+                  **m.params)
     if config.train.init_from:
         _warm_start(model, config.train.init_from, member)
     return model.to(device)
