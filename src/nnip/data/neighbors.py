@@ -16,11 +16,12 @@ vesin (Lumiere/vesin) is ~30x faster than ``ase.neighborlist.neighbor_list`` on 
 from __future__ import annotations
 
 import numpy as np
+import torch
 import vesin
 
 from nnip.errors import DataError
 
-__all__ = ["neighbor_list"]
+__all__ = ["batch_neighbor_list", "neighbor_list"]
 
 
 def neighbor_list(
@@ -118,3 +119,42 @@ def _orthogonal_to(v: np.ndarray, salt: int) -> np.ndarray:
     if np.linalg.norm(w) < 1e-8:
         w = np.cross(v, np.eye(3)[(salt + 1) % 3])
     return w / np.linalg.norm(w)
+
+
+def batch_neighbor_list(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+    system_idx: torch.Tensor,
+    cutoff: float,
+    *,
+    source: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full neighbour lists of a batch of structures (vesin, on the CPU).
+
+    Args:
+        positions: ``(n_atoms, 3)`` Å (any device; not differentiated).
+        cell: ``(n_systems, 3, 3)`` Å, lattice vectors as rows.
+        pbc: ``(n_systems, 3)`` bool.
+        system_idx: ``(n_atoms,)`` int64, sorted structure index of each atom.
+        cutoff: cutoff radius in Å.
+        source: name for error messages (structure ``k`` is named by its index).
+
+    Returns:
+        ``edge_index`` ``(2, n_edges)`` int64 with batch-wide atom indices and
+        ``edge_shift`` ``(n_edges, 3)`` int64, on the device of ``positions``.
+    """
+    pos = positions.detach().cpu().numpy()
+    cells = cell.detach().cpu().numpy()
+    periodic = pbc.cpu().numpy()
+    idx = system_idx.cpu().numpy()
+    index, shift, offset = [], [], 0
+    for k in range(cells.shape[0]):
+        sel = np.flatnonzero(idx == k)
+        ei, es = neighbor_list(pos[sel], cells[k], periodic[k], cutoff, source=source, index=k)
+        index.append(ei + offset)
+        shift.append(es)
+        offset += len(sel)
+    device = positions.device
+    return (torch.as_tensor(np.concatenate(index, axis=1), device=device),
+            torch.as_tensor(np.concatenate(shift), device=device))

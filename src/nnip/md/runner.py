@@ -26,7 +26,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.trajectory import Trajectory
 
 from nnip.data.graph import AtomicGraph
-from nnip.data.neighbors import neighbor_list
+from nnip.data.neighbors import batch_neighbor_list
 from nnip.errors import DataError
 from nnip.md.integrators import Integrator, LangevinNPT, MDState, kinetic_energy, temperature
 from nnip.models.potential import Potential
@@ -176,20 +176,9 @@ class MD:
                     self.model.cutoff + self.skin)
             if float(moved + stretch) <= 0.5 * self.skin:
                 return self._edges
-        pos = state.positions.detach().cpu().numpy()
-        cell = state.cell.detach().cpu().numpy()
-        pbc = state.pbc.cpu().numpy()
-        idx = state.system_idx.cpu().numpy()
-        index, shift, offset = [], [], 0
-        for k in range(state.n_systems):
-            sel = np.flatnonzero(idx == k)
-            ei, es = neighbor_list(pos[sel], cell[k], pbc[k], self.model.cutoff + self.skin,
-                                   source="MD system", index=k)
-            index.append(ei + offset)
-            shift.append(es)
-            offset += len(sel)
-        self._edges = (torch.as_tensor(np.concatenate(index, axis=1), device=self.device),
-                       torch.as_tensor(np.concatenate(shift), device=self.device))
+        self._edges = batch_neighbor_list(state.positions, state.cell, state.pbc,
+                                          state.system_idx, self.model.cutoff + self.skin,
+                                          source="MD system")
         self._built_at = state.positions.detach().clone()
         self._cell_built = state.cell.detach().clone()
         self.rebuilds += 1

@@ -15,12 +15,11 @@ torch-dftd is an optional dependency: ``pip install torch-dftd`` (or nnip's ``[d
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
-from nnip.data.neighbors import neighbor_list
+from nnip.data.neighbors import batch_neighbor_list
 
 __all__ = ["D3Dispersion"]
 
@@ -50,25 +49,10 @@ class D3Dispersion(nn.Module):
         self.d3 = DFTD3Module(params, cutoff=self.cutoff, cnthr=min(cn_cutoff, cutoff),
                               dtype=torch.float64, bidirectional=True, cutoff_smoothing="poly")
 
-    def _edges(self, graph: AtomicGraph) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = graph.positions.detach().cpu().numpy()
-        cell = graph.cell.detach().cpu().numpy()
-        pbc = graph.pbc.cpu().numpy()
-        idx = graph.system_idx.cpu().numpy()
-        index, shift, offset = [], [], 0
-        for k in range(graph.n_systems):
-            sel = np.flatnonzero(idx == k)
-            ei, es = neighbor_list(pos[sel], cell[k], pbc[k], self.cutoff)
-            index.append(ei + offset)
-            shift.append(es)
-            offset += len(sel)
-        device = graph.positions.device
-        return (torch.as_tensor(np.concatenate(index, axis=1), device=device),
-                torch.as_tensor(np.concatenate(shift), device=device))
-
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom dispersion energies ``(n_atoms,)`` in eV."""
-        edge_index, edge_shift = self._edges(graph)
+        edge_index, edge_shift = batch_neighbor_list(graph.positions, graph.cell, graph.pbc,
+                                                     graph.system_idx, self.cutoff)
         pos = graph.positions.to(torch.float64)
         cell = graph.cell.to(torch.float64)
         edge_cell = cell[graph.system_idx[edge_index[0]]]  # (n_edges, 3, 3)
