@@ -280,15 +280,24 @@ def load_model(
             from nnip.models.committee import Committee
 
             configs = spec.get("member_configs") or [spec["config"]] * int(spec["committee"])
+            configs = [_compatible(spec["arch"], c) for c in configs]
             model = Committee([member(c) for c in configs])
         else:
-            model = member(spec["config"])
+            model = member(_compatible(spec["arch"], spec["config"]))
     except (ConfigError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: cannot rebuild the model from field 'spec': "
                              f"{err}") from err
     _load_weights(model, raw["state_dict"], path)
     model.eval()
     return model.to(device=torch.device(device or "cpu"))
+
+
+def _compatible(arch: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Options added after a file was written take the value that file was trained with."""
+    config = dict(config)
+    if arch == "painn":
+        config.setdefault("vector_norm", "paper")  # files from before the smooth norm
+    return config
 
 
 def _load_weights(model: Potential, state: Mapping[str, Any], path: Path) -> None:

@@ -49,6 +49,12 @@ class PaiNNConfig:
         cutoff_fn: ``cosine`` (paper) or ``polynomial`` (smoother; default).
         activation: ``silu`` (paper), ``ssp`` or ``tanh``.
         avg_num_neighbors: messages are divided by this (data-derived).
+        vector_norm: how the update block turns vector features into invariants:
+            ``smooth`` (default) ``sqrt(|v|^2 + 1) - 1``, smooth everywhere; ``paper``
+            ``sqrt(|v|^2 + 1e-8)``, which has a cusp where ``v`` vanishes by symmetry
+            (atoms on high-symmetry sites of a crystal): force constants there diverge
+            and phonons and NVE time-step scaling break. Model files written before
+            this option existed load as ``paper``.
     """
 
     n_features: int = 64
@@ -58,11 +64,15 @@ class PaiNNConfig:
     cutoff_fn: str = "polynomial"
     activation: str = "silu"
     avg_num_neighbors: float = 1.0
+    vector_norm: str = "smooth"
 
     def __post_init__(self) -> None:
         for name in ("n_features", "n_interactions", "n_basis"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PaiNNConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.vector_norm not in ("smooth", "paper"):
+            raise ValueError(f"PaiNNConfig.vector_norm {self.vector_norm!r} not in "
+                             "['paper', 'smooth']")
         for name, table in (("radial_basis", RADIAL_BASES), ("cutoff_fn", CUTOFFS),
                             ("activation", ACTIVATIONS)):
             if getattr(self, name) not in table:
@@ -109,8 +119,9 @@ class PaiNNUpdate(nn.Module):
         ``s (n_nodes, F), v (n_nodes, 3, F) -> Δs (n_nodes, F), Δv (n_nodes, 3, F)``.
     """
 
-    def __init__(self, n_features: int, activation: str) -> None:
+    def __init__(self, n_features: int, activation: str, vector_norm: str = "smooth") -> None:
         super().__init__()
+        self.smooth = vector_norm == "smooth"
         self.U = nn.Linear(n_features, n_features, bias=False)
         self.V = nn.Linear(n_features, n_features, bias=False)
         self.a = MLP([2 * n_features, n_features, 3 * n_features], activation)
@@ -119,8 +130,11 @@ class PaiNNUpdate(nn.Module):
     def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix scalar and vector channels within each atom."""
         uv, vv = self.U(v), self.V(v)  # (n_nodes, 3, F) each
-        # eps keeps the gradient of the norm finite at v = 0 (first layer, isolated atoms)
-        vv_norm = torch.sqrt((vv**2).sum(dim=1) + 1e-8)  # (n_nodes, F)
+        squared = (vv**2).sum(dim=1)  # (n_nodes, F)
+        # smooth: quadratic near v = 0 (symmetric sites), |v| for large v; paper: a cusp
+        # at v = 0 softened only over |v| ~ 1e-4 (eps keeps its gradient finite)
+        vv_norm = (torch.sqrt(squared + 1.0) - 1.0) if self.smooth \
+            else torch.sqrt(squared + 1e-8)
         a = self.a(torch.cat([s, vv_norm], dim=-1))  # (n_nodes, 3F)
         a_vv, a_sv, a_ss = torch.split(a, self.n_features, dim=-1)  # 3 × (n_nodes, F)
         delta_v = a_vv.unsqueeze(1) * uv  # (n_nodes, 3, F)
@@ -151,7 +165,7 @@ class PaiNN(nn.Module):
         self.messages = nn.ModuleList(
             PaiNNMessage(c.n_features, c.n_basis, c.activation, c.avg_num_neighbors)
             for _ in range(c.n_interactions))
-        self.updates = nn.ModuleList(PaiNNUpdate(c.n_features, c.activation)
+        self.updates = nn.ModuleList(PaiNNUpdate(c.n_features, c.activation, c.vector_norm)
                                      for _ in range(c.n_interactions))
         self.readout = MLP([c.n_features, c.n_features // 2, 1], c.activation)
 
