@@ -337,7 +337,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     json_path = results / "accuracy.json"
     rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
-    meta = {"machine": f"{cpu_name()}, {args.threads} threads", "nnip": nnip.__version__,
+    meta = {"machine": cpu_name(), "nnip": nnip.__version__,
             "torch": torch.__version__}
     for task_name in args.tasks:
         task = TASKS[task_name]
