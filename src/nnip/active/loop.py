@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 from ase import Atoms
 
+from nnip._files import atomic_write
 from nnip.active.oracles import make_oracle
 from nnip.data.neighbors import neighbor_list
 from nnip.errors import ConfigError
@@ -155,15 +156,12 @@ def _dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
 
 # ------------------------------------------------------------------ atomic files
 def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
 def _write_atomic_frames(path: Path, frames: list[Atoms]) -> None:
-    tmp = path.with_name(path.name + ".tmp.extxyz")
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: ase.io.write(handle, frames, format="extxyz"),
+                 binary=False)
 
 
 class _State:
