@@ -27,7 +27,6 @@ from ase import Atoms
 
 from nnip.config import Config, config_from_dict, config_to_dict, load_config
 from nnip.data.datasets import StructureDataset
-from nnip.data.graph import AtomicGraph, Targets
 from nnip.data.io import read
 from nnip.data.stats import energy_scale
 from nnip.errors import ConfigError, TrainingError
@@ -564,9 +563,7 @@ def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainRe
     Each member is an ordinary run in ``run_dir/member<k>`` (resumable); the committee's
     force spread is calibrated on the validation set.
     """
-    from nnip.export.model_file import data_fingerprint, save_model
     from nnip.models.committee import Committee
-    from nnip.validate.errors import evaluate
 
     t = config.train
     run_dir = Path(config.output.run_dir)
@@ -594,18 +591,10 @@ def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainRe
         else 1.0
     committee.set_calibration(calibration)
     resolved = members[0].config
-    path = run_dir / config.output.model_file
-    save_model(committee, path, training_config=config_to_dict(resolved),
-               license=config.output.license,
-               provenance={"training_data": data_fingerprint(splits.train),
-                           "committee_members": [str(r.model_path) for r in members],
-                           "bootstrap": t.bootstrap, "calibration": calibration})
-    errors: dict[str, Any] = {}
-    out_dir = run_dir if config.output.plots else None
-    for name, frames in (("validation", splits.validation), ("test", splits.test)):
-        if frames:
-            errors[name] = evaluate(committee, frames, out_dir, name=name, progress=False,
-                                    batch_size=t.batch_size)
+    path, errors = _save_and_evaluate(
+        committee, splits, config, resolved,
+        {"committee_members": [str(r.model_path) for r in members],
+         "bootstrap": t.bootstrap, "calibration": calibration})
     if progress:
         print(f"committee of {t.committee}: force-spread calibration factor "
               f"{calibration:.3g} (validation)", file=sys.stderr)
@@ -631,18 +620,12 @@ def calibrate_committee(committee: Any, frames: Sequence[Atoms], batch_size: int
     Returns:
         The factor (1.0 when ``frames`` have no forces).
     """
-    current = float(committee.calibration)
-    err2, var2 = 0.0, 0.0
-    for start in range(0, len(frames), batch_size):
-        chunk = list(frames[start:start + batch_size])
-        graph = AtomicGraph.from_atoms(chunk, committee.cutoff, device=committee.device)
-        targets = Targets.from_atoms(chunk, device=committee.device)
-        out = committee(graph, compute_forces=True)
-        sel = targets.has_forces[graph.system_idx]
-        if not bool(sel.any()):
-            continue
-        err2 += float(((out.forces[sel] - targets.forces[sel]) ** 2).sum())
-        var2 += float(((out.forces_uncertainty[sel] / current) ** 2).sum())
+    from nnip.validate.errors import predict_frames
+
+    pred = predict_frames(committee, frames, batch_size=batch_size)
+    sel = pred.has_forces[pred.system_idx]
+    err2 = float(((pred.forces_pred[sel] - pred.forces_ref[sel]) ** 2).sum())
+    var2 = float(((pred.forces_uncertainty[sel] / float(committee.calibration)) ** 2).sum())
     return float(np.sqrt(err2 / var2)) if var2 > 0 else 1.0
 
 
@@ -655,26 +638,42 @@ def _show_start(config: Config, splits: _Splits, run_dir: Path) -> None:
           f"params {m.params}", file=sys.stderr)
 
 
-def _finish(runner: _Run) -> TrainResult:
+def _save_and_evaluate(model: Potential, splits: _Splits, config: Config,
+                       training_config: Config, provenance: Mapping[str, Any]
+                       ) -> tuple[Path, dict[str, Any]]:
+    """Save ``model`` as ``run_dir/model_file`` and tabulate its validation/test errors.
+
+    ``config`` gives the output settings (file name, license, plots) and the batch size;
+    ``training_config`` is recorded in the model file.
+    """
     from nnip.export.model_file import data_fingerprint, save_model
-    from nnip.validate.errors import evaluate, plot_learning_curves
+    from nnip.validate.errors import evaluate
+
+    run_dir = Path(config.output.run_dir)
+    path = run_dir / config.output.model_file
+    save_model(model, path, training_config=config_to_dict(training_config),
+               license=config.output.license,
+               provenance={"training_data": data_fingerprint(splits.train), **provenance})
+    errors: dict[str, Any] = {}
+    out_dir = run_dir if config.output.plots else None
+    for name, frames in (("validation", splits.validation), ("test", splits.test)):
+        if frames:
+            errors[name] = evaluate(model, frames, out_dir, name=name, progress=False,
+                                    batch_size=config.train.batch_size)
+    return path, errors
+
+
+def _finish(runner: _Run) -> TrainResult:
+    from nnip.validate.errors import plot_learning_curves
 
     config, run_dir = runner.config, runner.run_dir
     model = runner.ema
     model.load_state_dict(runner.best_state)
     model.eval()
-    path = run_dir / config.output.model_file
-    save_model(model, path, training_config=config_to_dict(config),
-               license=config.output.license,
-               provenance={"training_data": data_fingerprint(runner.splits.train),
-                           "train_steps": runner.step, "train_epochs": runner.epoch,
-                           "train_time_s": round(runner.elapsed, 1)})
-    errors: dict[str, Any] = {}
-    out_dir = run_dir if config.output.plots else None
-    for name, frames in (("validation", runner.splits.validation), ("test", runner.splits.test)):
-        if frames:
-            errors[name] = evaluate(model, frames, out_dir, name=name, progress=False,
-                                    batch_size=config.train.batch_size)
+    path, errors = _save_and_evaluate(
+        model, runner.splits, config, config,
+        {"train_steps": runner.step, "train_epochs": runner.epoch,
+         "train_time_s": round(runner.elapsed, 1)})
     if config.output.plots and runner.history:
         plot_learning_curves(runner.history, run_dir / "learning_curves.png")
     if runner.progress:
