@@ -42,7 +42,7 @@ from ase import Atoms
 
 from nnip._files import atomic_write
 from nnip.active.oracles import make_oracle
-from nnip.data.neighbors import neighbor_list
+from nnip.data.neighbors import pair_distances
 from nnip.errors import ConfigError
 
 __all__ = ["ALConfig", "ExploreConfig", "SelectConfig", "load_al_config", "run_active_learning"]
@@ -180,9 +180,7 @@ class _State:
 # ------------------------------------------------------------------------ phases
 def fingerprint(atoms: Atoms, r_max: float = 6.0, n_bins: int = 24) -> np.ndarray:
     """A structure's pair-distance histogram per atom ``(n_bins,)`` (for diversity)."""
-    ij, shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, r_max)
-    r = np.linalg.norm(atoms.positions[ij[1]] - atoms.positions[ij[0]]
-                       + shift @ atoms.cell.array, axis=1)
+    r = pair_distances(atoms.positions, atoms.cell.array, atoms.pbc, r_max)
     return np.histogram(r, bins=n_bins, range=(0.0, r_max))[0] / max(len(atoms), 1)
 
 

@@ -21,7 +21,7 @@ import vesin
 
 from nnip.errors import DataError
 
-__all__ = ["batch_neighbor_list", "neighbor_list"]
+__all__ = ["batch_neighbor_list", "neighbor_list", "pair_distances"]
 
 
 def neighbor_list(
@@ -119,6 +119,18 @@ def _orthogonal_to(v: np.ndarray, salt: int) -> np.ndarray:
     if np.linalg.norm(w) < 1e-8:
         w = np.cross(v, np.eye(3)[(salt + 1) % 3])
     return w / np.linalg.norm(w)
+
+
+def pair_distances(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                   cutoff: float) -> np.ndarray:
+    """Distances in Å of every directed pair within ``cutoff`` (both i-j and j-i).
+
+    Args: as `neighbor_list`. Returns ``(n_edges,)`` float64.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    ij, shift = neighbor_list(positions, cell, pbc, cutoff)
+    return np.linalg.norm(positions[ij[1]] - positions[ij[0]] + shift @ cell, axis=1)
 
 
 def batch_neighbor_list(

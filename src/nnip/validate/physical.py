@@ -18,7 +18,7 @@ from ase.data import covalent_radii
 from ase.eos import EquationOfState
 from ase.units import GPa
 
-from nnip.data.neighbors import neighbor_list
+from nnip.data.neighbors import pair_distances
 from nnip.md import MD, Langevin, VelocityVerlet
 from nnip.models.potential import Potential
 
@@ -136,9 +136,8 @@ def radial_distribution(frames: Sequence[Atoms], r_max: float = 6.0, n_bins: int
     for atoms in frames:
         if not atoms.pbc.all():
             continue
-        ij, shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, r_max)
-        vec = atoms.positions[ij[1]] - atoms.positions[ij[0]] + shift @ atoms.cell.array
-        hist += np.histogram(np.linalg.norm(vec, axis=1), bins=edges)[0] / len(atoms)
+        r = pair_distances(atoms.positions, atoms.cell.array, atoms.pbc, r_max)
+        hist += np.histogram(r, bins=edges)[0] / len(atoms)
         density_sum += len(atoms) / atoms.get_volume()
         used += 1
     if used == 0:
