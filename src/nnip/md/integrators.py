@@ -21,7 +21,7 @@ import torch
 from ase import units
 
 __all__ = ["ACCEL", "MDState", "VelocityVerlet", "Langevin", "LangevinNPT", "NoseHooverChain",
-           "Integrator", "kinetic_energy", "temperature"]
+           "Integrator", "kinetic_energy", "pressure_tensor", "temperature"]
 
 ACCEL = units.fs**2
 """Acceleration in Å/fs² per (eV/Å)/amu."""
@@ -84,6 +84,19 @@ class MDState:
 def kinetic_energy(state: MDState) -> torch.Tensor:
     """``(n_systems,)`` kinetic energy in eV."""
     return _KE * state.per_system(state.masses * (state.velocities**2).sum(-1))
+
+
+def pressure_tensor(state: MDState) -> torch.Tensor:
+    """``(n_systems, 3, 3)`` instantaneous pressure tensor in GPa.
+
+    The kinetic part ``sum m v v / V`` minus the stress (ASE's stress holds the virial
+    part only). Needs ``state.stress``; infinite or NaN for systems without a volume.
+    """
+    volume = torch.linalg.det(state.cell).abs()  # (n_systems,)
+    mv = state.masses[:, None, None] * state.velocities[:, :, None] \
+        * state.velocities[:, None, :]  # (n_atoms, 3, 3) amu Å²/fs²
+    kinetic = 2.0 * _KE * state.per_system(mv) / volume[:, None, None]  # eV/Å³
+    return (kinetic - state.stress) / units.GPa
 
 
 def temperature(state: MDState) -> torch.Tensor:
@@ -292,23 +305,15 @@ class LangevinNPT(Langevin):
         self.compressibility = float(compressibility_per_GPa)
         self.anisotropic = bool(anisotropic)
 
-    def pressure_tensor(self, state: MDState) -> torch.Tensor:
-        """``(n_systems, 3, 3)`` instantaneous pressure tensor in GPa (virial + kinetic)."""
-        if state.stress is None:
-            raise ValueError("NPT needs the stress: periodic systems only")
-        volume = torch.linalg.det(state.cell).abs()  # (n_systems,)
-        mv = state.masses[:, None, None] * state.velocities[:, :, None] \
-            * state.velocities[:, None, :]  # (n_atoms, 3, 3) amu Å²/fs²
-        kinetic = 2.0 * _KE * state.per_system(mv) / volume[:, None, None]  # eV/Å³
-        return (kinetic - state.stress) / units.GPa
-
     def _rescale(self, state: MDState) -> None:
         dt = self.timestep_fs
         kT = units.kB * _per_system(self.temperature_K, state)  # (n_systems,) eV
         volume = torch.linalg.det(state.cell).abs()
         kT_over_V = kT / volume / units.GPa  # GPa
         p0 = _per_system(self.pressure_GPa, state)
-        pressure = self.pressure_tensor(state)
+        if state.stress is None:
+            raise ValueError("NPT needs the stress: periodic systems only")
+        pressure = pressure_tensor(state)
         rate = self.compressibility / self.tau_p_fs  # 1/(GPa fs)
         if self.anisotropic:
             p_axes = torch.diagonal(pressure, dim1=1, dim2=2)  # (n_systems, 3)

@@ -28,13 +28,17 @@ from ase.io.trajectory import Trajectory
 from nnip.data.graph import AtomicGraph
 from nnip.data.neighbors import batch_neighbor_list
 from nnip.errors import DataError
-from nnip.md.integrators import Integrator, LangevinNPT, MDState, kinetic_energy, temperature
+from nnip.md.integrators import (
+    Integrator,
+    LangevinNPT,
+    MDState,
+    kinetic_energy,
+    pressure_tensor,
+    temperature,
+)
 from nnip.models.potential import Potential
 
 __all__ = ["ENSEMBLES", "MD", "MDResult", "maxwell_boltzmann", "simulate"]
-
-GPa = units.GPa
-
 
 @dataclass
 class MDResult:
@@ -218,11 +222,9 @@ class MD:
                "etot_eV": s.energy + ekin,
                "conserved_eV": s.energy + ekin + self.integrator.conserved_extra(s),
                "volume_A3": torch.where(periodic, volume, torch.full_like(volume, math.nan))}
-        if s.stress is not None:
-            # P = -tr(stress)/3 + kinetic term N kT / V (ASE's stress excludes it).
-            kinetic = 2.0 * ekin / (3.0 * volume)
-            pressure = (-torch.diagonal(s.stress, dim1=1, dim2=2).sum(-1) / 3.0 + kinetic)
-            out["pressure_GPa"] = torch.where(periodic, pressure / GPa,
+        if s.stress is not None:  # trace / 3 of the pressure tensor, kinetic part included
+            pressure = torch.diagonal(pressure_tensor(s), dim1=1, dim2=2).mean(-1)
+            out["pressure_GPa"] = torch.where(periodic, pressure,
                                               torch.full_like(pressure, math.nan))
         else:
             out["pressure_GPa"] = torch.full_like(volume, math.nan)
