@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -34,12 +35,16 @@ from ase.build import bulk, molecule
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
+import nnip
 from nnip.active import make_oracle, run_active_learning
 from nnip.export.model_file import load_model
 from nnip.md import MD
 from nnip.md import Langevin as LangevinBAOAB
 from nnip.training import train
 from nnip.validate.errors import error_table, predict_frames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peers import cpu_name  # noqa: E402
 
 SYSTEMS = {
     "cu-emt": {"oracle": "emt", "explore_K": [600, 1200], "test_K": [300, 600, 900, 1200],
@@ -149,13 +154,18 @@ def main() -> None:
                      progress=False)
     final = load_model(state["model"])
     test = ase.io.read(out / "test.xyz", ":")
-    results = {"system": args.system, "history": state["history"], "n_labelled": n_labelled,
+    meta = {"machine": f"{cpu_name()}, 2 threads", "date": time.strftime("%Y-%m-%d"),
+            "nnip": nnip.__version__, "torch": torch.__version__}
+    results = {"meta": meta, "system": args.system, "history": state["history"],
+               "n_labelled": n_labelled,
                "active": {**_errors(final, test),
                           **_stability(args.system, final, args.stability_ps)},
                "random": {**_errors(baseline.model, test),
                           **_stability(args.system, baseline.model, args.stability_ps)}}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    lines = ["| model | labelled frames | test E MAE (meV/atom) | test F MAE (meV/Å) | "
+    lines = [f"{args.system}, {meta['machine']}, {meta['date']}, nnip {meta['nnip']}, "
+             f"torch {meta['torch']}", "",
+             "| model | labelled frames | test E MAE (meV/atom) | test F MAE (meV/Å) | "
              f"{args.stability_ps:g} ps NVT at {spec['stability_K']:g} K |",
              "|---|---|---|---|---|"]
     for name in ("active", "random"):
