@@ -90,7 +90,7 @@ def _stability(system, model, ps):
     temperature = SYSTEMS[system]["stability_K"]
     atoms = _start(system)
     if atoms.pbc.all():
-        atoms = atoms.repeat((2, 2, 2)) if len(atoms) < 100 else atoms
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)  # 108 atoms
     md = MD(model, atoms, LangevinBAOAB(1.0, temperature, 0.02, seed=3),
             temperature_K=temperature, write_every=500, progress=False)
     start = time.perf_counter()
@@ -112,8 +112,10 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--stability-ps", type=float, default=50.0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    TRAIN["threads"] = args.threads
     spec = SYSTEMS[args.system]
     out = Path(args.out or f"benchmarks/active_learning/runs/{args.system}").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +156,8 @@ def main() -> None:
                      progress=False)
     final = load_model(state["model"])
     test = ase.io.read(out / "test.xyz", ":")
-    meta = {"machine": f"{cpu_name()}, 2 threads", "date": time.strftime("%Y-%m-%d"),
+    meta = {"machine": f"{cpu_name()}, {args.threads} threads",
+            "date": time.strftime("%Y-%m-%d"),
             "nnip": nnip.__version__, "torch": torch.__version__}
     results = {"meta": meta, "system": args.system, "history": state["history"],
                "n_labelled": n_labelled,

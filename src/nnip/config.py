@@ -99,6 +99,13 @@ class ModelConfig:
         d3: functional whose DFT-D3(BJ) dispersion to add (e.g. ``pbe``; empty: none);
             needs torch-dftd. Train on data without dispersion and add it back, or the
             reverse.
+        electrostatics: Coulomb energy of charges predicted by a network
+            (`nnip.physics.electrostatics`); empty: none, ``{}`` written as ``true``
+            for the defaults, or options ``arch`` (charge network, default ``arch``),
+            ``params`` (its hyperparameters, default ``params``), ``smearing`` (Gaussian
+            width in Å, default 1), ``method`` (``auto``, ``ewald``, ``pme``, ``direct``).
+            Charges sum to each structure's ``total_charge`` and are trained against
+            reference charges (``ref_charges``) where the data has them.
     """
 
     arch: str = "painn"
@@ -109,6 +116,7 @@ class ModelConfig:
     scale: float = 0.0
     zbl: bool = False
     d3: str = ""
+    electrostatics: bool | dict[str, Any] = False
 
     def check(self) -> None:
         """Range checks."""
@@ -137,6 +145,8 @@ class LossConfig:
             when that ends first), weights energies more; the best-model selection
             restarts at the switch because the validation loss changes with it.
         final_fraction: fraction of the run spent in the final stage.
+        charges_weight: weight of the per-atom charge error (e^2) for models with an
+            electrostatics term, on structures with reference charges.
     """
 
     energy_weight: float = 10.0
@@ -146,11 +156,13 @@ class LossConfig:
     huber_delta: float = 0.01
     final_energy_weight: float = 0.0
     final_fraction: float = 0.2
+    charges_weight: float = 10.0
 
     def check(self) -> None:
         """Range checks."""
         _in_range("loss.final_fraction", self.final_fraction, 0.0, 1.0)
-        for name in ("energy_weight", "forces_weight", "stress_weight", "final_energy_weight"):
+        for name in ("energy_weight", "forces_weight", "stress_weight", "final_energy_weight",
+                     "charges_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         if self.huber_delta <= 0:

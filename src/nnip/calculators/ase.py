@@ -39,12 +39,14 @@ class NNIPCalculator(Calculator):
     Stress is available for structures periodic in all three directions; asking for it
     on other structures raises `PropertyNotImplementedError`, as ASE's calculators do.
     With a `Committee`, ``calc.results`` also holds ``energy_uncertainty`` (eV) and
-    ``forces_uncertainty`` (``(n_atoms,)`` eV/Å, the per-atom force spread).
+    ``forces_uncertainty`` (``(n_atoms,)`` eV/Å, the per-atom force spread). With an
+    electrostatics term, ``charges`` (``(n_atoms,)`` e, summing to
+    ``atoms.info["total_charge"]``), so ``atoms.get_charges()`` works.
 
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
-                              "energy_uncertainty", "forces_uncertainty"]
+                              "energy_uncertainty", "forces_uncertainty", "charges"]
 
     def __init__(self, model: Potential, *, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, **kwargs: Any) -> None:
@@ -58,6 +60,14 @@ class NNIPCalculator(Calculator):
         if target_device != model.device or target_dtype != model.model_dtype:
             model = copy.deepcopy(model).to(device=target_device, dtype=target_dtype)
         self.model = model.eval()
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's changes, plus a change of ``atoms.info["total_charge"]`` (e)."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and float(atoms.info.get("total_charge", 0.0)) != \
+                float(self.atoms.info.get("total_charge", 0.0)):
+            changes.append("total_charge")
+        return changes
 
     def calculate(self, atoms: Atoms | None = None, properties: list[str] | None = None,
                   system_changes: list[str] = all_changes) -> None:
@@ -81,6 +91,8 @@ class NNIPCalculator(Calculator):
         if out.energy_uncertainty is not None:  # a committee: its spread
             self.results["energy_uncertainty"] = float(out.energy_uncertainty[0])
             self.results["forces_uncertainty"] = out.forces_uncertainty.cpu().numpy().copy()
+        if out.charges is not None:
+            self.results["charges"] = out.charges.cpu().numpy().copy()
         if out.stress is not None:
             self.results["stress"] = full_3x3_to_voigt_6_stress(
                 out.stress[0].cpu().numpy().astype(np.float64))

@@ -274,7 +274,7 @@ def load_model(
             return build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
                          scale=float(spec.get("scale", 1.0)), seed=0,
                          zbl=bool(spec.get("zbl", False)), d3=spec.get("d3") or "",
-                         **dict(config))
+                         electrostatics=spec.get("electrostatics"), **dict(config))
 
         if spec.get("committee"):
             from nnip.models.committee import Committee

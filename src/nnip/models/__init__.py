@@ -70,6 +70,7 @@ def build(
     seed: int | None = 0,
     zbl: bool = False,
     d3: str | Mapping[str, Any] = "",
+    electrostatics: bool | Mapping[str, Any] | None = None,
     **config: Any,
 ) -> Potential:
     """Build a potential: per-element reference energies plus a learned term.
@@ -88,6 +89,12 @@ def build(
             the covalent bond length, so that close atoms repel where data is absent.
         d3: add DFT-D3(BJ) dispersion (`nnip.physics.dispersion.D3Dispersion`) with this
             functional's parameters (e.g. ``"pbe"``), or a dict of its arguments.
+        electrostatics: add Coulomb energy of predicted charges
+            (`nnip.physics.electrostatics.Electrostatics`): ``True`` for the defaults or
+            a dict with ``arch`` (charge network architecture, default ``name``),
+            ``params`` (its hyperparameters, default those of the main model),
+            ``smearing`` (Å, default 1), ``method`` (auto, ewald, pme, direct),
+            ``lr_wavelength``, ``mesh_spacing`` (Å).
         **config: hyperparameters of the architecture's config dataclass.
 
     Returns:
@@ -121,8 +128,49 @@ def build(
             else dict(d3)
         terms["d3"] = D3Dispersion(**settings)
         spec["d3"] = settings
+    if electrostatics:
+        terms["electrostatics"], spec["electrostatics"] = _electrostatics(
+            electrostatics, name, config, type_map, cutoff, seed)
     potential = Potential(terms, type_map, cutoff, spec)
     return potential.to(dtype)
+
+
+_ELECTROSTATICS_KEYS = ("arch", "params", "smearing", "method", "lr_wavelength", "mesh_spacing")
+
+
+def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mapping[str, Any],
+                    type_map: TypeMap, cutoff: float, seed: int | None
+                    ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The electrostatics term and its resolved settings (stored in the spec)."""
+    from nnip.physics.electrostatics import Electrostatics
+
+    settings = {} if settings is True else dict(settings)  # type: ignore[arg-type]
+    for key in settings:
+        if key not in _ELECTROSTATICS_KEYS:
+            hint = difflib.get_close_matches(key, _ELECTROSTATICS_KEYS, n=1)
+            raise ConfigError(f"unknown electrostatics option {key!r}" + (
+                f"; did you mean {hint[0]!r}?" if hint else
+                f"; options are {list(_ELECTROSTATICS_KEYS)}"))
+    arch = settings.get("arch", name)
+    params = dict(settings["params"]) if "params" in settings else \
+        (dict(config) if arch == name else {})
+    cfg = make_config(arch, params)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed + 1)
+        charge_net = MODELS[arch][1](type_map, cutoff, cfg)
+    try:
+        term = Electrostatics(charge_net, type_map, smearing=float(settings.get("smearing", 1.0)),
+                              method=settings.get("method", "auto"),
+                              lr_wavelength=settings.get("lr_wavelength"),
+                              mesh_spacing=settings.get("mesh_spacing"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    resolved = {"arch": arch, "params": dataclasses.asdict(cfg),
+                "smearing": term.coulomb.smearing, "method": term.coulomb.method,
+                "lr_wavelength": term.coulomb.lr_wavelength,
+                "mesh_spacing": term.coulomb.mesh_spacing}
+    return term, resolved
 
 
 from nnip.models.committee import Committee  # noqa: E402  (imports Potential from here)

@@ -72,11 +72,14 @@ class Committee(Potential):
         k_members = len(self.terms)
         positions, strain, inputs = _leaves(graph, self.model_dtype, k_members,
                                             compute_forces or compute_stress, compute_stress)
-        energies = torch.stack([m.atom_energies(_strained(graph, positions[k], strain, k))
-                                for k, m in enumerate(self.members)])  # (K, n_atoms)
+        parts = [m.energies_and_charges(_strained(graph, positions[k], strain, k))
+                 for k, m in enumerate(self.members)]
+        energies = torch.stack([e for e, _ in parts])  # (K, n_atoms)
         energy = _per_system(graph, energies)  # (K, n_systems)
         calibration = self.calibration.to(energy.dtype)
         out = PotentialOutput(energy=energy.mean(0), energies=energies.mean(0))
+        if parts[0][1] is not None:
+            out.charges = torch.stack([q for _, q in parts]).mean(0)
         out.energy_uncertainty = calibration * energy.std(0)
         if compute_forces or compute_stress:
             grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training,
@@ -93,6 +96,7 @@ class Committee(Potential):
         if not training:
             out.energy, out.energies = out.energy.detach(), out.energies.detach()
             out.energy_uncertainty = out.energy_uncertainty.detach()
+            out.charges = None if out.charges is None else out.charges.detach()
         return out
 
     def set_calibration(self, factor: float) -> None:

@@ -45,6 +45,8 @@ class PotentialOutput:
         virial: ``(n_systems, 3, 3)`` eV, ``-dE/dε``; ``None`` when not requested.
         energy_uncertainty: ``(n_systems,)`` eV, committees only (else ``None``).
         forces_uncertainty: ``(n_atoms,)`` eV/Å per-atom force spread, committees only.
+        charges: ``(n_atoms,)`` e, predicted partial charges (models with an
+            electrostatics term; summing to each structure's total charge), else ``None``.
 
     """
 
@@ -55,6 +57,7 @@ class PotentialOutput:
     virial: torch.Tensor | None = None
     energy_uncertainty: torch.Tensor | None = None
     forces_uncertainty: torch.Tensor | None = None
+    charges: torch.Tensor | None = None
 
 
 class Scaled(nn.Module):
@@ -155,9 +158,10 @@ class Potential(nn.Module):
                   training: bool) -> PotentialOutput:
         positions, strain, inputs = _leaves(graph, self.model_dtype, 1,
                                             compute_forces or compute_stress, compute_stress)
-        energies = self.atom_energies(_strained(graph, positions[0], strain, 0))
+        energies, charges = self.energies_and_charges(
+            _strained(graph, positions[0], strain, 0))
         energy = _per_system(graph, energies)
-        out = PotentialOutput(energy=energy, energies=energies)
+        out = PotentialOutput(energy=energy, energies=energies, charges=charges)
         if compute_forces or compute_stress:
             grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training,
                                         allow_unused=True, materialize_grads=True)
@@ -167,15 +171,37 @@ class Potential(nn.Module):
                 out.virial, out.stress = _virial_stress(graph, grads[1][0])
         if not training:
             out.energy, out.energies = out.energy.detach(), out.energies.detach()
+            out.charges = None if charges is None else charges.detach()
         return out
 
     def atom_energies(self, graph: AtomicGraph) -> torch.Tensor:
         """Sum of the terms' per-atom energies ``(n_atoms,)`` in eV, float64."""
+        return self.energies_and_charges(graph)[0]
+
+    def energies_and_charges(self, graph: AtomicGraph
+                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies ``(n_atoms,)`` eV (float64) and predicted charges.
+
+        Charges ``(n_atoms,)`` in e (float64) come from a term with an
+        ``energies_and_charges`` method (`nnip.physics.electrostatics.Electrostatics`);
+        ``None`` when no term predicts them.
+        """
         energies = torch.zeros(graph.n_atoms, dtype=torch.float64,
                                device=graph.positions.device)
+        charges = None
         for term in self.terms.values():
-            energies = energies + term(graph).to(torch.float64)
-        return energies
+            if hasattr(term, "energies_and_charges"):
+                part, q = term.energies_and_charges(graph)
+                charges = q.to(torch.float64) if charges is None else charges + q
+            else:
+                part = term(graph)
+            energies = energies + part.to(torch.float64)
+        return energies, charges
+
+    @property
+    def long_range(self) -> bool:
+        """Whether a term reaches beyond the neighbour-list cutoff (dispersion, Coulomb)."""
+        return any(getattr(t, "long_range", False) for t in self.terms.values())
 
     def check_elements(self, frames: Sequence[Atoms]) -> None:
         """Raise `DataError` naming the first structure with an element the model lacks."""

@@ -35,6 +35,9 @@ class D3Dispersion(nn.Module):
         cn_cutoff: coordination-number cutoff in Å.
     """
 
+    long_range = True
+    """Reaches beyond the neighbour-list cutoff (the physics checks treat it apart)."""
+
     def __init__(self, xc: str = "pbe", damping: str = "bj", cutoff: float = 15.0,
                  cn_cutoff: float = 15.0) -> None:
         super().__init__()

@@ -1,12 +1,13 @@
 """Training loss: a weighted sum of per-property terms with per-structure weights.
 
-    L = w_E <(ΔE / N)^2> + w_F <ΔF^2> + w_S <Δσ^2>
+    L = w_E <(ΔE / N)^2> + w_F <ΔF^2> + w_S <Δσ^2> + w_q <Δq^2>
 
 averaged over the structures (energy, stress; weighted by their weights) or force
 components (weighted by their structure's weight) that *have* the label; a structure
 without a label does not enter that term. ``huber`` replaces the square by the Huber
-function with threshold ``delta``. Masks are applied by selection, never by multiplying
-by zero, so a NaN in a missing label can never leak into the loss.
+function with threshold ``delta``. The charge term (per atom, e) enters for models that
+predict charges, on structures with reference charges. Masks are applied by selection,
+never by multiplying by zero, so a NaN in a missing label can never leak into the loss.
 """
 
 from __future__ import annotations
@@ -74,4 +75,11 @@ class Loss:
             term = self._weighted_mean(self._penalty(diff), w)
             total = total + c.stress_weight * term
             parts["stress"] = float(term.detach())
+        if c.charges_weight > 0 and out.charges is not None and bool(targets.has_charges.any()):
+            atom_sel = targets.has_charges[graph.system_idx]
+            diff = out.charges[atom_sel] - targets.charges[atom_sel]  # (n_sel,) e
+            w = targets.weight[graph.system_idx][atom_sel]
+            term = self._weighted_mean(self._penalty(diff), w)
+            total = total + c.charges_weight * term
+            parts["charges"] = float(term.detach())
         return total, parts

@@ -124,6 +124,14 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
     if config_cls is not None and "avg_num_neighbors" in config_cls.__dataclass_fields__ \
             and "avg_num_neighbors" not in m.params:
         m.params["avg_num_neighbors"] = train_set.average_num_neighbors()
+    if m.electrostatics:
+        es = {} if m.electrostatics is True else dict(m.electrostatics)
+        es_cls = MODELS[es.get("arch", m.arch)][0] if es.get("arch", m.arch) in MODELS else None
+        if "params" in es and es_cls is not None and "avg_num_neighbors" in \
+                es_cls.__dataclass_fields__ and "avg_num_neighbors" not in es["params"]:
+            es["params"] = {**es["params"],
+                            "avg_num_neighbors": train_set.average_num_neighbors()}
+        m.electrostatics = es or True
     return resolved
 
 
@@ -132,7 +140,7 @@ def _build_model(config: Config, device: torch.device, member: int = 0) -> Poten
     dtype = torch.float64 if m.dtype == "float64" else torch.float32
     model = build(m.arch, elements=sorted(m.e0), cutoff=m.cutoff, dtype=dtype, e0=m.e0,
                   scale=m.scale, seed=config.train.seed, zbl=m.zbl, d3=m.d3,
-                  **m.params)
+                  electrostatics=m.electrostatics, **m.params)
     if config.train.init_from:
         _warm_start(model, config.train.init_from, member)
     return model.to(device)
@@ -432,6 +440,11 @@ def _accumulate_mae(out: Any, targets: Any, graph: Any, sums: dict[str, float],
         err = (out.stress[targets.has_stress] - targets.stress[targets.has_stress]).abs()
         sums["stress"] = sums.get("stress", 0.0) + float(err.sum())
         counts["stress"] = counts.get("stress", 0) + err.numel()
+    if out.charges is not None and bool(targets.has_charges.any()):
+        atom_sel = targets.has_charges[graph.system_idx]
+        err = (out.charges[atom_sel] - targets.charges[atom_sel]).abs()
+        sums["charges"] = sums.get("charges", 0.0) + float(err.sum())
+        counts["charges"] = counts.get("charges", 0) + err.numel()
 
 
 def _last_validation(history: Sequence[Mapping[str, Any]]) -> str:

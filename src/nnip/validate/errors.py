@@ -13,7 +13,10 @@ looks at; `evaluate` does all of it in one call. Conventions:
 - stress errors are over all 9 components of the 3x3 tensor (ASE sign, eV/Å^3), for
   frames that have a stress label **and** are periodic in all three directions; stress
   is neither predicted nor compared for other frames (no volume, or a slab whose
-  stress depends on the vacuum).
+  stress depends on the vacuum);
+- charge errors (models with an electrostatics term, frames with reference charges,
+  ``ref_charges``) are per atom in e, with the coefficient of determination R^2 of
+  predicted against reference charges.
 
 Plots use matplotlib's ``Figure`` with the Agg canvas directly, never ``pyplot``, so
 no global backend or figure state is changed.
@@ -42,10 +45,10 @@ __all__ = ["Predictions", "predict_frames", "compare_frames", "error_table", "fo
            "parity_plots", "write_predictions", "plot_learning_curves", "evaluate",
            "evaluation_files"]
 
-PROPERTIES = ("energy_per_atom", "forces", "stress")
+PROPERTIES = ("energy_per_atom", "forces", "stress", "charges")
 """Keys of the properties in an error table, in display order."""
 
-UNITS = {"energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å^3"}
+UNITS = {"energy_per_atom": "eV/atom", "forces": "eV/Å", "stress": "eV/Å^3", "charges": "e"}
 """Units of the numbers in an error table (`format_error_table` shows meV)."""
 
 
@@ -76,6 +79,9 @@ class Predictions:
         stress_pred: ``(n_systems, 3, 3)`` predicted stress, eV/Å^3.
         forces_uncertainty: ``(n_atoms,)`` predicted force spread, eV/Å (committees),
             else ``None``.
+        charges_ref: ``(n_atoms,)`` reference charges, e (NaN where absent), or ``None``.
+        charges_pred: ``(n_atoms,)`` predicted charges, e, or ``None`` (models without
+            an electrostatics term).
 
     """
 
@@ -95,6 +101,8 @@ class Predictions:
     stress_ref: np.ndarray
     stress_pred: np.ndarray
     forces_uncertainty: np.ndarray | None = None
+    charges_ref: np.ndarray | None = None
+    charges_pred: np.ndarray | None = None
 
     @property
     def n_systems(self) -> int:
@@ -166,6 +174,7 @@ def predict_frames(
     energies: list[np.ndarray] = [np.empty(0)] * len(frames)
     forces: list[np.ndarray] = [np.empty((0, 3))] * len(frames)
     spread: list[np.ndarray] | None = None
+    charges: list[np.ndarray] | None = None
     for idx in _track(_batches(periodic, batch_size), progress, "evaluating"):
         out = model.predict([frames[i] for i in idx], compute_forces=True,
                             compute_stress=bool(periodic[idx[0]]))
@@ -179,11 +188,19 @@ def predict_frames(
             spread = spread or [np.empty(0)] * len(frames)
             for j, part in enumerate(np.split(out.forces_uncertainty.cpu().numpy(), split)):
                 spread[idx[j]] = part
+        if out.charges is not None:
+            charges = charges or [np.empty(0)] * len(frames)
+            for j, part in enumerate(np.split(out.charges.detach().cpu().numpy(), split)):
+                charges[idx[j]] = part
         if out.stress is not None:
             stress[idx] = out.stress.detach().cpu().numpy()
     pred = _assemble(frames, targets, n_atoms, periodic, energy, energies, forces, stress)
     if spread is not None:
         pred.forces_uncertainty = np.concatenate(spread)
+    if charges is not None:
+        has_q = targets.has_charges.cpu().numpy().astype(bool)[pred.system_idx]
+        pred.charges_pred = np.concatenate(charges)
+        pred.charges_ref = np.where(has_q, targets.charges.cpu().numpy(), np.nan)
     return pred
 
 
@@ -272,6 +289,14 @@ def _errors(pred: Predictions, systems: np.ndarray, atoms: np.ndarray) -> dict[s
         "forces": _stats(pred.forces_pred[f] - pred.forces_ref[f]),
         "stress": _stats(pred.stress_pred[s] - pred.stress_ref[s]),
     }
+    if pred.charges_pred is not None and pred.charges_ref is not None:
+        q = atoms & np.isfinite(pred.charges_ref)
+        stats["charges"] = _stats(pred.charges_pred[q] - pred.charges_ref[q])
+        if stats["charges"] is not None:
+            ref = pred.charges_ref[q]
+            total = float(np.sum((ref - ref.mean()) ** 2))
+            residual = float(np.sum((pred.charges_pred[q] - ref) ** 2))
+            stats["charges"]["r2"] = 1.0 - residual / total if total > 0 else float("nan")
     return {k: v for k, v in stats.items() if v is not None}
 
 
@@ -286,7 +311,9 @@ def error_table(pred: Predictions) -> dict[str, Any]:
         ...}}, "per_config_type": {name: {prop: ...}}}`` with ``prop`` among
         ``energy_per_atom`` (eV/atom, ``n`` frames), ``forces`` (eV/Å, ``n`` force
         components, 3 per atom) and ``stress`` (eV/Å^3, ``n`` tensor components, 9 per
-        frame). Properties without labels are omitted; elements are ordered by atomic
+        frame), and ``charges`` (e, ``n`` atoms, with ``r2``: R^2 of predicted against
+        reference charges) for models that predict charges. Properties without labels
+        are omitted; elements are ordered by atomic
         number, config types alphabetically. Plain floats and ints (JSON-ready). With
         predicted force uncertainties (committees) also ``"uncertainty"``: Spearman rank
         correlation, miscalibration area, RMS error / RMS spread (see
@@ -322,8 +349,8 @@ def error_table(pred: Predictions) -> dict[str, Any]:
 
 
 _HEADERS = {"energy_per_atom": "energy [meV/atom]", "forces": "forces [meV/Å]",
-            "stress": "stress [meV/Å^3]"}
-_COUNT = {"energy_per_atom": 1, "forces": 3, "stress": 9}  # values per frame or atom
+            "stress": "stress [meV/Å^3]", "charges": "charges [me]"}
+_COUNT = {"energy_per_atom": 1, "forces": 3, "stress": 9, "charges": 1}  # values per frame or atom
 
 
 def _number(value: float) -> str:
@@ -354,7 +381,7 @@ def format_error_table(table: dict[str, Any]) -> str:
     line1 = " " * width + "".join(f" | {_HEADERS[p]:^27}" for p in props)
     line2 = " " * width + f" | {'MAE':>9} {'RMSE':>9} {'n':>7}" * len(props)
     lines = ["MAE and RMSE of the predictions (n: frames for energy and stress, atoms "
-             "for forces)", line1, line2]
+             "for forces and charges)", line1, line2]
     for title, group in sections:
         if not group:
             continue
@@ -397,6 +424,9 @@ def _parity_data(pred: Predictions) -> list[tuple[str, str, np.ndarray, np.ndarr
         ("stress (components)", "eV/Å^3", pred.stress_ref[s].ravel(),
          pred.stress_pred[s].ravel()),
     ]
+    if pred.charges_pred is not None and pred.charges_ref is not None:
+        q = np.isfinite(pred.charges_ref)
+        data.append(("charges", "e", pred.charges_ref[q], pred.charges_pred[q]))
     return [d for d in data if d[2].size]
 
 
@@ -474,6 +504,8 @@ def write_predictions(frames: Sequence[ase.Atoms], pred: Predictions,
         copy, rows = atoms.copy(), pred.atom_slice(k)
         copy.arrays["forces_pred"] = pred.forces_pred[rows].copy()
         copy.arrays["energies_pred"] = pred.energies_pred[rows].copy()
+        if pred.charges_pred is not None:
+            copy.arrays["charges_pred"] = pred.charges_pred[rows].copy()
         if pred.has_forces[k]:
             copy.arrays["forces_ref"] = pred.forces_ref[rows].copy()
         copy.info["energy_pred"] = float(pred.energy_pred[k])

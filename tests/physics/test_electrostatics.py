@@ -1,0 +1,202 @@
+"""Electrostatics from predicted charges: known answers, constraints, derivatives, files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.neighborlist import neighbor_list
+from scipy.special import erfc
+
+from nnip.calculators.ase import NNIPCalculator
+from nnip.data.graph import AtomicGraph
+from nnip.errors import ConfigError, ModelError
+from nnip.export.model_file import load_model, save_model
+from nnip.models import Scaled, build
+from nnip.physics.electrostatics import COULOMB_CONSTANT, Coulomb
+from nnip.testing import (
+    check_forces_fd,
+    check_rotation,
+    check_stress_fd,
+    check_translation,
+    run_all_checks,
+)
+
+K = COULOMB_CONSTANT
+
+
+def _energy(coulomb: Coulomb, atoms: Atoms, charges) -> float:
+    graph = AtomicGraph.from_atoms(atoms, 3.0)
+    q = torch.as_tensor(np.asarray(charges, dtype=np.float64))
+    return float(coulomb(graph, q).sum())
+
+
+def test_two_gaussian_charges_follow_the_damped_coulomb_law():
+    sigma = 0.8
+    coulomb = Coulomb(smearing=sigma)
+    for r in (0.3, 1.0, 4.0, 12.0):
+        atoms = Atoms("H2", positions=[[0, 0, 0], [r, 0, 0]])
+        expected = K * 0.7 * -0.4 * math.erf(r / (math.sqrt(2) * sigma)) / r
+        assert _energy(coulomb, atoms, [0.7, -0.4]) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ewald", "pme"])
+def test_rock_salt_madelung_energy(method):
+    """Smeared energy + the erfc real-space remainder = the Madelung energy of NaCl."""
+    a = 5.64
+    atoms = bulk("NaCl", "rocksalt", a=a, cubic=True)
+    q = np.where(atoms.numbers == 11, 1.0, -1.0)
+    sigma = 1.0
+    smeared = _energy(Coulomb(smearing=sigma, method=method), atoms, q)
+    i, j, d = neighbor_list("ijd", atoms, 12.0)
+    remainder = 0.5 * K * np.sum(q[i] * q[j] * erfc(d / (math.sqrt(2) * sigma)) / d)
+    madelung = -1.747565 * K / (a / 2) * len(atoms) / 2  # per ion pair, 4 pairs
+    assert smeared + remainder == pytest.approx(madelung, rel=1e-6)
+
+
+def test_ewald_and_pme_agree_on_a_rattled_triclinic_cell():
+    atoms = bulk("NaCl", "rocksalt", a=5.64).repeat((2, 3, 2))
+    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.1, 0], [0, 1, 0.05], [0.02, 0, 1.1]]),
+                   scale_atoms=True)
+    atoms.rattle(0.1, seed=3)
+    q = np.random.default_rng(0).normal(size=len(atoms))
+    ewald = _energy(Coulomb(method="ewald"), atoms, q)
+    pme = _energy(Coulomb(method="pme"), atoms, q)
+    assert pme == pytest.approx(ewald, rel=1e-5)
+
+
+def test_neutral_molecule_in_a_large_box_matches_the_direct_sum():
+    """Ewald (tin-foil) of a molecule in a box = vacuum energy - 2π p^2 / (3V) k_e.
+
+    What remains is of quadrupole order, ~L^-5 (measured: 3.3e-4, 4.3e-5, 1.0e-5 eV at
+    L = 20, 30, 40 Å).
+    """
+    mol = molecule("CH3CH2OH")
+    q = np.random.default_rng(1).normal(scale=0.3, size=len(mol))
+    q -= q.mean()
+    direct = _energy(Coulomb(smearing=1.5), mol, q)
+    box = mol.copy()
+    box.set_cell([40.0, 40.0, 40.0])
+    box.center()
+    box.pbc = True
+    ewald = _energy(Coulomb(smearing=1.5, method="ewald"), box, q)
+    dipole = q @ box.positions
+    ewald_vacuum = ewald + K * 2 * math.pi / (3 * box.get_volume()) * dipole @ dipole
+    assert ewald_vacuum == pytest.approx(direct, abs=2e-5)
+    assert abs(ewald - direct) > 1e-4  # the dipole correction was needed
+
+
+def test_charged_cell_is_translation_invariant():
+    atoms = bulk("NaCl", "rocksalt", a=5.64).repeat(2)
+    atoms.rattle(0.1, seed=1)
+    q = np.full(len(atoms), 0.1)  # net charge: neutralising background
+    e0 = _energy(Coulomb(), atoms, q)
+    atoms.translate([0.3, -1.1, 0.7])
+    assert _energy(Coulomb(), atoms, q) == pytest.approx(e0, rel=1e-9)
+
+
+def _model(elements=("C", "H"), cutoff=3.5, strength=30.0, **kw):
+    """A small PaiNN with electrostatics whose charges are ~0.1-0.5 e (not ~0.01)."""
+    model = build("painn", list(elements), cutoff, n_features=8, n_interactions=1, seed=2,
+                  electrostatics={"smearing": 0.8, **kw})
+    term = model.terms["electrostatics"]
+    term.charge_net = Scaled(term.charge_net, strength)
+    with torch.no_grad():
+        term.log_weight.copy_(torch.linspace(-0.5, 0.5, len(elements)))
+    return model
+
+
+def _charged_molecule():
+    atoms = molecule("CH3CH2OH")[[0, 1, 3, 4, 5, 6, 7, 8]]  # C2H6 skeleton (no O)
+    atoms.rattle(0.05, seed=4)
+    atoms.info["total_charge"] = 1.0
+    return atoms
+
+
+def _triclinic_cell():
+    atoms = bulk("C", "diamond", a=3.8).repeat((2, 1, 1))
+    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.08, -0.03], [0.02, 1, 0.06],
+                                                 [-0.04, 0.05, 1.1]]), scale_atoms=True)
+    atoms.symbols[[1, 3]] = "H"
+    atoms.rattle(0.05, seed=5)
+    return atoms
+
+
+def test_charges_sum_to_each_structures_total_charge():
+    model = _model()
+    cell, mol = _triclinic_cell(), _charged_molecule()
+    anion = mol.copy()
+    anion.info["total_charge"] = -2.0
+    out = model.predict([cell, mol, anion])
+    q = out.charges.numpy()
+    n = np.cumsum([0, len(cell), len(mol), len(anion)])
+    sums = [q[n[k]:n[k + 1]].sum() for k in range(3)]
+    assert sums == pytest.approx([0.0, 1.0, -2.0], abs=1e-12)
+    assert np.abs(q).max() > 0.05  # the test model has real charges
+    assert "electrostatics" in model.terms and model.long_range
+
+
+@pytest.mark.parametrize("method", ["ewald", "pme"])
+def test_forces_and_stress_match_finite_differences_in_a_triclinic_cell(method):
+    model = _model(method=method)
+    atoms = _triclinic_cell()
+    coulomb = model.terms["electrostatics"].energies_and_charges(
+        AtomicGraph.from_atoms(atoms, model.cutoff))[0].sum()
+    assert abs(float(coulomb.detach())) > 0.05  # eV: the term is not negligible
+    assert check_forces_fd(model, atoms) < 1e-6
+    assert check_stress_fd(model, atoms) < 1e-6
+
+
+def test_charged_molecule_and_slab_forces_match_finite_differences():
+    model = _model()
+    assert check_forces_fd(model, _charged_molecule()) < 1e-6
+    slab = _triclinic_cell()
+    slab.pbc = (True, True, False)
+    slab.center(vacuum=5.0, axis=2)
+    assert check_forces_fd(model, slab) < 1e-6
+    assert check_translation(model, slab, seed=3) < 1e-9
+
+
+def test_symmetry_checks_of_a_long_range_model():
+    results = run_all_checks(_model())
+    assert results["rotation_triclinic"] < 1e-10
+    assert results["stress_fd_triclinic"] < 1e-6
+
+
+def test_rotation_of_charged_molecule():
+    assert check_rotation(_model(), _charged_molecule()) < 1e-10
+
+
+def test_one_periodic_direction_is_refused_with_a_clear_error():
+    atoms = _triclinic_cell()
+    atoms.pbc = (True, False, False)
+    with pytest.raises(ModelError, match="one direction"):
+        _model().predict(atoms)
+
+
+def test_unknown_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="smearing"):
+        build("painn", ["C"], 3.0, electrostatics={"smearin": 1.0})
+
+
+def test_model_file_and_calculator_carry_the_term(tmp_path):
+    model = build("painn", ["C", "H"], 3.5, n_features=8, n_interactions=1, seed=2,
+                  electrostatics={"smearing": 0.8, "params": {"n_features": 4,
+                                                              "n_interactions": 1}})
+    with torch.no_grad():
+        model.terms["electrostatics"].log_weight.fill_(0.3)
+    path = save_model(model, tmp_path / "m.nnip")
+    loaded = load_model(path)
+    mol = _charged_molecule()
+    a, b = model.predict(mol), loaded.predict(mol)
+    assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)
+    mol.calc = NNIPCalculator(loaded)
+    assert mol.get_charges().sum() == pytest.approx(1.0, abs=1e-12)
+    e_cation = mol.get_potential_energy()
+    mol.info["total_charge"] = 0.0  # the calculator notices the new total charge
+    assert mol.get_charges().sum() == pytest.approx(0.0, abs=1e-12)
+    assert mol.get_potential_energy() != e_cation
