@@ -1,0 +1,142 @@
+"""Long-range electrostatics on real data: the same model with and without the Coulomb term.
+
+Tasks (``--tasks``):
+
+- ``c10h2``: ``n2p2_4G_examples/C10H2_C10H3plus.xyz`` (neutral C10H2 and protonated
+  C10H3+, total charge in the frame info), random 75/25 % split (seed 0), reference
+  Hirshfeld charges used as charge targets;
+- ``au2mgo``: ``n2p2_4G_examples/Au2_MgO.xyz`` (Au2 on MgO(001), with and without Al
+  dopants; 18 frames), random 14/4 split (seed 0), charge targets;
+- ``water``: ``deepmd_water`` (64 H2O, periodic; no reference charges, so the charges
+  are learned from energies and forces alone), its train/test files.
+
+For each task two PaiNN models train for the same wall time with the same settings;
+``+coulomb`` adds `nnip.physics.electrostatics.Electrostatics` (a second PaiNN predicts
+charges, Gaussian-damped Coulomb, Ewald for periodic cells, total-charge constraint).
+Reported: test energy MAE (meV/atom), force MAE (meV/Å), and for the Coulomb model the
+charge MAE (me) and R^2 of predicted against reference charges.
+
+Usage (repository root, project environment)::
+
+    python benchmarks/accuracy/electrostatics.py --tasks c10h2 au2mgo --minutes 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+
+import nnip
+from nnip.export.model_file import load_model
+from nnip.training import train
+from nnip.validate.errors import error_table, predict_frames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peers import cpu_name  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+HERE = Path(__file__).resolve().parent
+
+TASKS = {
+    "c10h2": {"file": "n2p2_4G_examples/C10H2_C10H3plus.xyz", "train_fraction": 0.75,
+              "cutoff": 4.0},
+    "au2mgo": {"file": "n2p2_4G_examples/Au2_MgO.xyz", "n_train": 14, "cutoff": 5.0},
+    "water": {"train": "deepmd_water/train.xyz", "test": "deepmd_water/test.xyz",
+              "cutoff": 5.0},
+}
+
+
+def _split(task: str, out: Path) -> tuple[Path, Path]:
+    spec = TASKS[task]
+    if "train" in spec:
+        return DATA / spec["train"], DATA / spec["test"]
+    frames = ase.io.read(DATA / spec["file"], ":")
+    order = np.random.default_rng(0).permutation(len(frames))
+    n_train = spec.get("n_train") or int(round(spec["train_fraction"] * len(frames)))
+    train_path, test_path = out / "train.xyz", out / "test.xyz"
+    ase.io.write(train_path, [frames[i] for i in sorted(order[:n_train])])
+    ase.io.write(test_path, [frames[i] for i in sorted(order[n_train:])])
+    return train_path, test_path
+
+
+def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
+        params: dict) -> dict:
+    """Train one model and return its test errors."""
+    train_path, test_path = _split(task, out)
+    name = f"{task}_{'coulomb' if coulomb else 'plain'}"
+    model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
+    if coulomb:
+        model["electrostatics"] = {"smearing": 1.0, "params": params}
+    config = {
+        "data": {"train": [str(train_path)], "validation_fraction": 0.1},
+        "model": model,
+        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "charges_weight": 10.0,
+                 "final_energy_weight": 100.0, "final_fraction": 0.2},
+        "train": {"epochs": 100000, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
+                  "time_limit_min": minutes, "threads": threads, "seed": 0},
+        "output": {"run_dir": str(out / name), "plots": False},
+    }
+    start = time.perf_counter()
+    result = train(config, progress=False)
+    wall = time.perf_counter() - start
+    test = ase.io.read(test_path, ":")
+    fitted = load_model(result.model_path)
+    table = error_table(predict_frames(fitted, test))["overall"]
+    row = {"task": task, "model": "painn+coulomb" if coulomb else "painn",
+           "minutes": minutes, "epochs": len(result.history),
+           "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
+           "forces_mae_meV_per_A": table["forces"]["mae"] * 1e3, "wall_s": round(wall)}
+    if "charges" in table:
+        row["charges_mae_me"] = table["charges"]["mae"] * 1e3
+        row["charges_r2"] = table["charges"]["r2"]
+    return row
+
+
+def main() -> None:
+    """Train the pairs and write results/electrostatics.json and a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["c10h2", "au2mgo"])
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["plain", "coulomb"], default=None)
+    parser.add_argument("--params", default='{"n_features": 64, "n_interactions": 3}')
+    parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    params = json.loads(args.params)
+    results_path = HERE / "results" / "electrostatics.json"
+    rows = json.loads(results_path.read_text())["rows"] if results_path.exists() else []
+    meta = {"machine": f"{cpu_name()}, {args.threads} threads", "date": time.strftime("%Y-%m-%d"),
+            "nnip": nnip.__version__, "torch": torch.__version__, "params": params}
+    for task in args.tasks:
+        out = Path(args.out) / task
+        out.mkdir(parents=True, exist_ok=True)
+        for coulomb in (False, True):
+            if args.only and args.only != ("coulomb" if coulomb else "plain"):
+                continue
+            row = {**run(task, coulomb, args.minutes, args.threads, out, params), **meta}
+            print(json.dumps(row))
+            rows = [r for r in rows if (r["task"], r["model"], r["minutes"]) !=
+                    (row["task"], row["model"], row["minutes"])] + [row]
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps({"rows": rows}, indent=1))
+    lines = ["| task | model | minutes | epochs | E MAE (meV/atom) | F MAE (meV/Å) | "
+             "charge MAE (me) | charge R² |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        q = (f"{r['charges_mae_me']:.1f} | {r['charges_r2']:.3f}" if "charges_mae_me" in r
+             else "– | –")
+        lines.append(f"| {r['task']} | {r['model']} | {r['minutes']:g} | {r['epochs']} | "
+                     f"{r['energy_mae_meV_per_atom']:.2f} | {r['forces_mae_meV_per_A']:.1f} | "
+                     f"{q} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
