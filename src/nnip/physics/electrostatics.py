@@ -49,17 +49,22 @@ from nnip.data.graph import AtomicGraph
 from nnip.errors import ModelError
 from nnip.nn.embedding import TypeMap
 
-__all__ = ["Coulomb", "Electrostatics", "COULOMB_CONSTANT", "METHODS"]
+__all__ = ["Coulomb", "Electrostatics", "FixedCharges", "COULOMB_CONSTANT", "METHODS"]
 
 COULOMB_CONSTANT = 14.399645478425668
 """k_e = e^2 / (4π ε0) in eV Å."""
 
 METHODS = ("auto", "ewald", "pme", "direct")
 """Ways to sum the Coulomb energy; ``auto`` picks direct (non-periodic), Ewald (periodic,
-up to `PME_FROM` atoms) or PME (larger periodic cells)."""
+below `PME_FROM` atoms) or PME (larger periodic cells)."""
 
-PME_FROM = 2000
-"""``auto`` switches from Ewald to PME at this many atoms per periodic structure."""
+PME_FROM = 50
+"""``auto`` switches from Ewald to PME at this many atoms per periodic structure.
+
+Measured (1 CPU thread, σ = 1 Å, energy + gradient): rock salt 8 atoms Ewald 4 ms / PME
+8 ms; 64 atoms 43 / 13 ms; 216 atoms 0.9 / 0.2 s; 192-atom water box 0.23 / 0.04 s.
+The cost falls steeply with the smearing (water: 45 / 13 ms at σ = 1.5 Å).
+"""
 
 
 def _torchpme():
@@ -75,7 +80,9 @@ class Coulomb(nn.Module):
     """Coulomb energy of Gaussian-smeared charges, per atom.
 
     Args:
-        smearing: Gaussian width σ in Å (the damping length; 1 Å by default).
+        smearing: Gaussian width σ in Å (the damping length; 1 Å by default). Larger
+            widths cost much less in periodic cells (k-space work ~σ^-3) and leave more
+            of the short-range Coulomb interaction to the learned term.
         method: one of `METHODS`.
         lr_wavelength: Ewald's shortest reciprocal wavelength in Å (default σ/2, which
             gives energies to ~1e-7 relative; σ gives only ~1e-3).
@@ -156,6 +163,31 @@ class Coulomb(nn.Module):
         potential = calculator(q.unsqueeze(-1), cell, pos, empty, pos.new_zeros(0),
                                periodic=pbc.to(pos.device))
         return potential.squeeze(-1)
+
+
+class FixedCharges(nn.Module):
+    """Per-element charges (e), for classical fixed-charge models and as a baseline.
+
+    Use as the charge network of `Electrostatics` (e.g. rigid-ion NaCl: Na +1, Cl -1);
+    the total-charge constraint still applies.
+
+    Args:
+        type_map: the model's elements.
+        charges: element symbol -> charge in e.
+    """
+
+    def __init__(self, type_map: TypeMap, charges: dict[str, float]) -> None:
+        super().__init__()
+        self.type_map = type_map
+        missing = [s for s in type_map.symbols if s not in charges]
+        if missing:
+            raise ValueError(f"FixedCharges has no charge for element(s) {missing}")
+        self.register_buffer("values", torch.tensor([float(charges[s]) for s in
+                                                     type_map.symbols], dtype=torch.float64))
+
+    def forward(self, graph: AtomicGraph) -> torch.Tensor:
+        """Charges ``(n_atoms,)`` in e."""
+        return self.values[self.type_map(graph.atomic_numbers)].to(graph.positions.dtype)
 
 
 class Electrostatics(nn.Module):
