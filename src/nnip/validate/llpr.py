@@ -24,7 +24,12 @@ __all__ = ["LLPR"]
 
 
 def _last_linear(model: Potential) -> torch.nn.Linear:
-    learned = [t for name, t in model.terms.items() if name != "reference"]
+    arch = model.spec.get("arch")
+    if arch in model.terms:  # the main learned term, not e.g. a charge network
+        learned = [model.terms[arch]]
+    else:
+        learned = [t for name, t in model.terms.items()
+                   if name not in ("reference", "zbl", "d3", "electrostatics")]
     last = None
     for term in learned:
         for module in term.modules():
