@@ -200,3 +200,18 @@ def test_model_file_and_calculator_carry_the_term(tmp_path):
     mol.info["total_charge"] = 0.0  # the calculator notices the new total charge
     assert mol.get_charges().sum() == pytest.approx(0.0, abs=1e-12)
     assert mol.get_potential_energy() != e_cation
+
+
+def test_committee_with_member_specific_charge_networks_round_trips(tmp_path):
+    from nnip.models import Committee
+
+    members = [build("painn", ["C", "H"], 3.5, n_features=8, n_interactions=1, seed=k,
+                     avg_num_neighbors=n, electrostatics={"params": {
+                         "n_features": 4, "n_interactions": 1, "avg_num_neighbors": n}})
+               for k, n in enumerate((5.0, 9.0))]
+    committee = Committee(members)
+    loaded = load_model(save_model(committee, tmp_path / "c.nnip"))
+    mol = _charged_molecule()
+    a, b = committee.predict(mol), loaded.predict(mol)
+    assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)
+    assert a.charges.sum() == pytest.approx(1.0, abs=1e-12)

@@ -270,20 +270,22 @@ def load_model(
     try:
         # Build in the target dtype and let load_state_dict cast the weights as it copies:
         # a later model.to(dtype) would round the float64 E0 buffer through float32.
-        def member(config: Mapping[str, Any]) -> Potential:
+        def member(config: Mapping[str, Any], electrostatics: Any) -> Potential:
             return build(spec["arch"], spec["elements"], spec["cutoff"], dtype=target,
                          scale=float(spec.get("scale", 1.0)), seed=0,
                          zbl=bool(spec.get("zbl", False)), d3=spec.get("d3") or "",
-                         electrostatics=spec.get("electrostatics"), **dict(config))
+                         electrostatics=electrostatics, **dict(config))
 
         if spec.get("committee"):
             from nnip.models.committee import Committee
 
-            configs = spec.get("member_configs") or [spec["config"]] * int(spec["committee"])
+            k = int(spec["committee"])
+            configs = spec.get("member_configs") or [spec["config"]] * k
             configs = [_compatible(spec["arch"], c) for c in configs]
-            model = Committee([member(c) for c in configs])
+            charges = spec.get("member_electrostatics") or [spec.get("electrostatics")] * k
+            model = Committee([member(c, e) for c, e in zip(configs, charges)])
         else:
-            model = member(_compatible(spec["arch"], spec["config"]))
+            model = member(_compatible(spec["arch"], spec["config"]), spec.get("electrostatics"))
     except (ConfigError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: cannot rebuild the model from field 'spec': "
                              f"{err}") from err

@@ -57,6 +57,8 @@ class Committee(Potential):
         # bootstrap sample): each one's config is kept to rebuild it exactly.
         spec = {**first.spec, "committee": len(members),
                 "member_configs": [dict(m.spec.get("config", {})) for m in members]}
+        if first.spec.get("electrostatics"):  # its charge network is data-derived too
+            spec["member_electrostatics"] = [dict(m.spec["electrostatics"]) for m in members]
         super().__init__({f"member{k}": m for k, m in enumerate(members)}, first.type_map,
                          first.cutoff, spec=spec)
         self.register_buffer("calibration", torch.tensor(float(calibration),
