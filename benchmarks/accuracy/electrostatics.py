@@ -67,13 +67,13 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
 
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
-        params: dict) -> dict:
+        params: dict, smearing: float = 1.0) -> dict:
     """Train one model and return its test errors."""
     train_path, test_path = _split(task, out)
     name = f"{task}_{'coulomb' if coulomb else 'plain'}"
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
-        model["electrostatics"] = {"smearing": 1.0, "params": params}
+        model["electrostatics"] = {"smearing": smearing, "params": params}
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["plain", "coulomb"], default=None)
     parser.add_argument("--params", default='{"n_features": 64, "n_interactions": 3}')
+    parser.add_argument("--smearing", type=float, default=1.0, help="Å")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,7 +122,8 @@ def main() -> None:
         for coulomb in (False, True):
             if args.only and args.only != ("coulomb" if coulomb else "plain"):
                 continue
-            row = {**run(task, coulomb, args.minutes, args.threads, out, params), **meta}
+            row = {**run(task, coulomb, args.minutes, args.threads, out, params,
+                         args.smearing), **meta, "smearing_A": args.smearing}
             print(json.dumps(row))
             rows = [r for r in rows if (r["task"], r["model"], r["minutes"]) !=
                     (row["task"], row["model"], row["minutes"])] + [row]
