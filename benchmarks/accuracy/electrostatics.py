@@ -70,7 +70,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         params: dict, smearing: float = 1.0) -> dict:
     """Train one model and return its test errors."""
     train_path, test_path = _split(task, out)
-    name = f"{task}_{'coulomb' if coulomb else 'plain'}"
+    name = f"{task}_coulomb_s{smearing:g}" if coulomb else f"{task}_plain"
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "params": params}
@@ -89,7 +89,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     test = ase.io.read(test_path, ":")
     fitted = load_model(result.model_path)
     table = error_table(predict_frames(fitted, test))["overall"]
-    row = {"task": task, "model": "painn+coulomb" if coulomb else "painn",
+    row = {"task": task, "model": f"painn+coulomb σ={smearing:g}Å" if coulomb else "painn",
            "minutes": minutes, "epochs": len(result.history),
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
            "forces_mae_meV_per_A": table["forces"]["mae"] * 1e3, "wall_s": round(wall)}
