@@ -120,19 +120,23 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
         raise ConfigError(f"model.e0 has no value for element(s) {missing}")
     if m.scale == 0:
         m.scale = energy_scale(splits.train, m.e0)
-    config_cls = MODELS[m.arch][0] if m.arch in MODELS else None
-    if config_cls is not None and "avg_num_neighbors" in config_cls.__dataclass_fields__ \
-            and "avg_num_neighbors" not in m.params:
-        m.params["avg_num_neighbors"] = train_set.average_num_neighbors()
+    m.params = _with_avg_neighbors(m.arch, m.params, train_set)
     if m.electrostatics:
         es = {} if m.electrostatics is True else dict(m.electrostatics)
-        es_cls = MODELS[es.get("arch", m.arch)][0] if es.get("arch", m.arch) in MODELS else None
-        if "params" in es and es_cls is not None and "avg_num_neighbors" in \
-                es_cls.__dataclass_fields__ and "avg_num_neighbors" not in es["params"]:
-            es["params"] = {**es["params"],
-                            "avg_num_neighbors": train_set.average_num_neighbors()}
+        if "params" in es:  # otherwise the charge network copies m.params
+            es["params"] = _with_avg_neighbors(es.get("arch", m.arch), es["params"], train_set)
         m.electrostatics = es or True
     return resolved
+
+
+def _with_avg_neighbors(arch: str, params: dict[str, Any], train_set: StructureDataset
+                        ) -> dict[str, Any]:
+    """``params`` plus the data's average neighbour count where ``arch`` takes one."""
+    config_cls = MODELS[arch][0] if arch in MODELS else None
+    if config_cls is None or "avg_num_neighbors" not in config_cls.__dataclass_fields__ \
+            or "avg_num_neighbors" in params:
+        return params
+    return {**params, "avg_num_neighbors": train_set.average_num_neighbors()}
 
 
 def _build_model(config: Config, device: torch.device, member: int = 0) -> Potential:
@@ -425,26 +429,22 @@ class _Run:
 
 def _accumulate_mae(out: Any, targets: Any, graph: Any, sums: dict[str, float],
                     counts: dict[str, int]) -> None:
+    def add(key: str, err: torch.Tensor) -> None:
+        sums[key] = sums.get(key, 0.0) + float(err.abs().sum())
+        counts[key] = counts.get(key, 0) + err.numel()
+
     n_atoms = graph.atoms_per_system.to(torch.float64)
     sel = targets.has_energy
     if bool(sel.any()):
-        err = ((out.energy[sel] - targets.energy[sel]) / n_atoms[sel]).abs()
-        sums["energy"] = sums.get("energy", 0.0) + float(err.sum())
-        counts["energy"] = counts.get("energy", 0) + int(sel.sum())
+        add("energy", (out.energy[sel] - targets.energy[sel]) / n_atoms[sel])
     atom_sel = targets.has_forces[graph.system_idx]
     if bool(atom_sel.any()):
-        err = (out.forces[atom_sel] - targets.forces[atom_sel]).abs()
-        sums["forces"] = sums.get("forces", 0.0) + float(err.sum())
-        counts["forces"] = counts.get("forces", 0) + err.numel()
+        add("forces", out.forces[atom_sel] - targets.forces[atom_sel])
     if out.stress is not None and bool(targets.has_stress.any()):
-        err = (out.stress[targets.has_stress] - targets.stress[targets.has_stress]).abs()
-        sums["stress"] = sums.get("stress", 0.0) + float(err.sum())
-        counts["stress"] = counts.get("stress", 0) + err.numel()
+        add("stress", out.stress[targets.has_stress] - targets.stress[targets.has_stress])
     if out.charges is not None and bool(targets.has_charges.any()):
         atom_sel = targets.has_charges[graph.system_idx]
-        err = (out.charges[atom_sel] - targets.charges[atom_sel]).abs()
-        sums["charges"] = sums.get("charges", 0.0) + float(err.sum())
-        counts["charges"] = counts.get("charges", 0) + err.numel()
+        add("charges", out.charges[atom_sel] - targets.charges[atom_sel])
 
 
 def _last_validation(history: Sequence[Mapping[str, Any]]) -> str:
