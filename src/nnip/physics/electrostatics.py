@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torchpme
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
@@ -65,15 +66,6 @@ Measured (1 CPU thread, σ = 1 Å, energy + gradient): rock salt 8 atoms Ewald 4
 8 ms; 64 atoms 43 / 13 ms; 216 atoms 0.9 / 0.2 s; 192-atom water box 0.23 / 0.04 s.
 The cost falls steeply with the smearing (water: 45 / 13 ms at σ = 1.5 Å).
 """
-
-
-def _torchpme():
-    try:
-        import torchpme
-    except ImportError as err:  # pragma: no cover - a dependency of nnip
-        raise ImportError("periodic electrostatics needs torch-pme (pip install torch-pme)"
-                          ) from err
-    return torchpme
 
 
 class Coulomb(nn.Module):
@@ -103,12 +95,10 @@ class Coulomb(nn.Module):
         self.smearing, self.method = float(smearing), method
         self.lr_wavelength = float(lr_wavelength or smearing / 2)
         self.mesh_spacing = float(mesh_spacing or smearing / 2)
-        tp = _torchpme()
-        self.ewald = tp.EwaldCalculator(tp.CoulombPotential(smearing=self.smearing),
-                                        lr_wavelength=self.lr_wavelength)
-        self.pme = tp.PMECalculator(tp.CoulombPotential(smearing=self.smearing),
-                                    mesh_spacing=self.mesh_spacing,
-                                    interpolation_nodes=int(interpolation_nodes))
+        potential = torchpme.CoulombPotential(smearing=self.smearing)
+        self.ewald = torchpme.EwaldCalculator(potential, lr_wavelength=self.lr_wavelength)
+        self.pme = torchpme.PMECalculator(potential, mesh_spacing=self.mesh_spacing,
+                                          interpolation_nodes=int(interpolation_nodes))
 
     def forward(self, graph: AtomicGraph, charges: torch.Tensor) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in eV of charges ``(n_atoms,)`` in e.
