@@ -11,6 +11,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def run_meta(threads: int) -> dict[str, str]:
+    """Machine (CPU and threads), UTC date and versions, for a results file."""
+    import torch
+
+    import nnip
+
+    return {"machine": f"{cpu_name()}, {threads} threads",
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "nnip": nnip.__version__, "torch": torch.__version__}
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Lines of a Markdown table: the header, its rule, one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def venv_python(name: str) -> Path:

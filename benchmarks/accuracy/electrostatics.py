@@ -33,13 +33,12 @@ import ase.io
 import numpy as np
 import torch
 
-import nnip
 from nnip.export.model_file import load_model
 from nnip.training import train
 from nnip.validate.errors import error_table, predict_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peers import cpu_name  # noqa: E402
+from peers import markdown_table, run_meta  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HERE = Path(__file__).resolve().parent
@@ -67,9 +66,8 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
 
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
-        params: dict, smearing: float = 1.0) -> dict:
-    """Train one model and return its test errors."""
-    train_path, test_path = _split(task, out)
+        train_path: Path, test_path: Path, params: dict, smearing: float = 1.0) -> dict:
+    """Train one model on ``train_path`` and return its errors on ``test_path``."""
     name = f"{task}_coulomb_s{smearing:g}" if coulomb else f"{task}_plain"
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
@@ -99,6 +97,20 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     return row
 
 
+def table(rows: list[dict]) -> list[str]:
+    """The Markdown table of the README (rows ordered by task)."""
+    order = {name: k for k, name in enumerate(TASKS)}
+    return markdown_table(
+        ["task", "model", "features × layers", "minutes", "epochs", "E MAE (meV/atom)",
+         "F MAE (meV/Å)", "charge MAE (me)", "charge R²"],
+        ([r["task"], r["model"], f"{r['params']['n_features']} × {r['params']['n_interactions']}",
+          f"{r['minutes']:g}", str(r["epochs"]), f"{r['energy_mae_meV_per_atom']:.2f}",
+          f"{r['forces_mae_meV_per_A']:.1f}",
+          f"{r['charges_mae_me']:.1f}" if "charges_mae_me" in r else "–",
+          f"{r['charges_r2']:.3f}" if "charges_r2" in r else "–"]
+         for r in sorted(rows, key=lambda r: order[r["task"]])))
+
+
 def main() -> None:
     """Train the pairs and write results/electrostatics.json and a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,30 +126,22 @@ def main() -> None:
     params = json.loads(args.params)
     results_path = HERE / "results" / "electrostatics.json"
     rows = json.loads(results_path.read_text())["rows"] if results_path.exists() else []
-    meta = {"machine": f"{cpu_name()}, {args.threads} threads", "date": time.strftime("%Y-%m-%d"),
-            "nnip": nnip.__version__, "torch": torch.__version__, "params": params}
+    meta = {**run_meta(args.threads), "params": params}
     for task in args.tasks:
         out = Path(args.out) / task
         out.mkdir(parents=True, exist_ok=True)
+        train_path, test_path = _split(task, out)
         for coulomb in (False, True):
             if args.only and args.only != ("coulomb" if coulomb else "plain"):
                 continue
-            row = {**run(task, coulomb, args.minutes, args.threads, out, params,
-                         args.smearing), **meta, "smearing_A": args.smearing}
+            row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
+                         test_path, params, args.smearing), **meta, "smearing_A": args.smearing}
             print(json.dumps(row))
             rows = [r for r in rows if (r["task"], r["model"], r["minutes"]) !=
                     (row["task"], row["model"], row["minutes"])] + [row]
             results_path.parent.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps({"rows": rows}, indent=1))
-    lines = ["| task | model | minutes | epochs | E MAE (meV/atom) | F MAE (meV/Å) | "
-             "charge MAE (me) | charge R² |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        q = (f"{r['charges_mae_me']:.1f} | {r['charges_r2']:.3f}" if "charges_mae_me" in r
-             else "– | –")
-        lines.append(f"| {r['task']} | {r['model']} | {r['minutes']:g} | {r['epochs']} | "
-                     f"{r['energy_mae_meV_per_atom']:.2f} | {r['forces_mae_meV_per_A']:.1f} | "
-                     f"{q} |")
-    print("\n".join(lines))
+    print("\n".join(table(rows)))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ from ase.build import bulk, molecule
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-import nnip
 from nnip.active import make_oracle, run_active_learning
 from nnip.export.model_file import load_model
 from nnip.md import MD
@@ -44,7 +43,7 @@ from nnip.training import train
 from nnip.validate.errors import error_table, predict_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peers import cpu_name  # noqa: E402
+from peers import markdown_table, run_meta  # noqa: E402
 
 SYSTEMS = {
     "cu-emt": {"oracle": "emt", "explore_K": [600, 1200], "test_K": [300, 600, 900, 1200],
@@ -156,9 +155,7 @@ def main() -> None:
                      progress=False)
     final = load_model(state["model"])
     test = ase.io.read(out / "test.xyz", ":")
-    meta = {"machine": f"{cpu_name()}, {args.threads} threads",
-            "date": time.strftime("%Y-%m-%d"),
-            "nnip": nnip.__version__, "torch": torch.__version__}
+    meta = run_meta(args.threads)
     results = {"meta": meta, "system": args.system, "history": state["history"],
                "n_labelled": n_labelled,
                "active": {**_errors(final, test),
@@ -168,14 +165,13 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     lines = [f"{args.system}, {meta['machine']}, {meta['date']}, nnip {meta['nnip']}, "
              f"torch {meta['torch']}", "",
-             "| model | labelled frames | test E MAE (meV/atom) | test F MAE (meV/Å) | "
-             f"{args.stability_ps:g} ps NVT at {spec['stability_K']:g} K |",
-             "|---|---|---|---|---|"]
-    for name in ("active", "random"):
-        r = results[name]
-        lines.append(f"| {name} | {n_labelled} | {r['energy_mae_meV_per_atom']:.2f} | "
-                     f"{r['forces_mae_meV_per_A']:.1f} | "
-                     f"{'stable' if r['stable'] else 'stopped: ' + str(r['stopped'])} |")
+             *markdown_table(
+                 ["model", "labelled frames", "test E MAE (meV/atom)", "test F MAE (meV/Å)",
+                  f"{args.stability_ps:g} ps NVT at {spec['stability_K']:g} K"],
+                 ([name, str(n_labelled), f"{r['energy_mae_meV_per_atom']:.2f}",
+                   f"{r['forces_mae_meV_per_A']:.1f}",
+                   "stable" if r["stable"] else f"stopped: {r['stopped']}"]
+                  for name, r in (("active", results["active"]), ("random", results["random"]))))]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

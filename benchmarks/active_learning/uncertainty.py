@@ -24,16 +24,17 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import torch
-from scipy.special import erfinv
 from scipy.stats import spearmanr
 
-import nnip
+from nnip.config import config_from_dict
 from nnip.training import train
+from nnip.training.trainer import _split
 from nnip.validate.errors import error_table, predict_frames
 from nnip.validate.llpr import LLPR
+from nnip.validate.uncertainty import interval_coverage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peers import cpu_name  # noqa: E402
+from peers import markdown_table, run_meta  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HERE = Path(__file__).resolve().parent
@@ -41,11 +42,8 @@ HERE = Path(__file__).resolve().parent
 
 def energy_calibration(error: np.ndarray, sigma: np.ndarray) -> dict:
     """Spearman of |error| vs sigma, miscalibration area, RMS error / RMS sigma."""
-    levels = np.linspace(0.01, 0.99, 50)
-    z = np.abs(error) / sigma
-    observed = np.array([(z <= np.sqrt(2.0) * erfinv(p)).mean() for p in levels])
     return {"spearman": float(spearmanr(np.abs(error), sigma).statistic),
-            "miscalibration_area": float(np.trapezoid(np.abs(observed - levels), levels)),
+            "miscalibration_area": interval_coverage(np.abs(error) / sigma)[2],
             "rms_error_over_rms_sigma": float(np.sqrt(np.mean(error**2) / np.mean(sigma**2)))}
 
 
@@ -69,25 +67,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     folder = DATA / "mlearn" / args.element
     out = Path(args.out) / args.element
-    result = train({
+    config = {
         "data": {"train": [str(folder / "train.xyz")], "validation_fraction": 0.1},
         "model": {"arch": "painn", "cutoff": 5.0,
                   "params": {"n_features": 32, "n_interactions": 2}},
         "train": {"epochs": 100000, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
                   "time_limit_min": args.minutes, "threads": args.threads,
                   "committee": args.members},
-        "output": {"run_dir": str(out), "plots": False}}, progress=False)
-    committee = result.model
+        "output": {"run_dir": str(out), "plots": False}}
+    committee = train(config, progress=False).model
     single = committee.members[0]
-    frames = ase.io.read(folder / "train.xyz", ":")
-    order = np.random.default_rng(0).permutation(len(frames))  # the trainer's split
-    n_val = int(round(0.1 * len(frames)))
-    validation = [frames[i] for i in order[:n_val]]
-    training = [frames[i] for i in order[n_val:]]
+    splits = _split(config_from_dict(config))  # the training run's own split
     test = ase.io.read(folder / "test.xyz", ":")
     ref = np.array([a.get_potential_energy() for a in test])
 
-    llpr = LLPR(single).fit(training, validation)
+    llpr = LLPR(single).fit(splits.train, splits.validation)
     e_single = single.predict(test, compute_forces=False).energy.numpy()
     sigma_llpr = llpr.energy_uncertainty(test)
     pred_c = committee.predict(test, compute_forces=False)
@@ -110,9 +104,7 @@ def main() -> None:
     rows["llpr (member 0)"]["ms_per_structure"] = 1e3 * t_llpr / len(chunk)
     rows[f"committee ({args.members})"]["ms_per_structure"] = 1e3 * t_comm / len(chunk)
     force_table = error_table(predict_frames(committee, test))
-    meta = {"machine": f"{cpu_name()}, {args.threads} threads",
-            "date": time.strftime("%Y-%m-%d"), "nnip": nnip.__version__,
-            "torch": torch.__version__, "element": args.element,
+    meta = {**run_meta(args.threads), "element": args.element,
             "minutes_per_member": args.minutes, "plain_model_ms_per_structure":
             1e3 * t_single / len(chunk), "n_test": len(test),
             "committee_force_uncertainty": force_table.get("uncertainty")}
@@ -121,13 +113,12 @@ def main() -> None:
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"mlearn {args.element}, {len(test)} test structures, {meta['machine']}, "
              f"{meta['date']}", "",
-             "| method | Spearman(|ΔE|, σ_E) | miscalibration area | RMS ΔE / RMS σ | "
-             "E MAE (meV/atom) | ms per structure (E, F + σ) |",
-             "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['spearman']:.2f} | {r['miscalibration_area']:.3f} | "
-                     f"{r['rms_error_over_rms_sigma']:.2f} | "
-                     f"{r['energy_mae_meV_per_atom']:.2f} | {r['ms_per_structure']:.1f} |")
+             *markdown_table(
+                 ["method", "Spearman(|ΔE|, σ_E)", "miscalibration area", "RMS ΔE / RMS σ",
+                  "E MAE (meV/atom)", "ms per structure (E, F + σ)"],
+                 ([name, f"{r['spearman']:.2f}", f"{r['miscalibration_area']:.3f}",
+                   f"{r['rms_error_over_rms_sigma']:.2f}", f"{r['energy_mae_meV_per_atom']:.2f}",
+                   f"{r['ms_per_structure']:.1f}"] for name, r in rows.items()))]
     lines.append(f"\nplain model (E, F): {meta['plain_model_ms_per_structure']:.1f} ms per "
                  "structure")
     print("\n".join(lines))

@@ -35,7 +35,7 @@ from nnip.models import build
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from peers import cpu_name  # noqa: E402
+from peers import cpu_name, markdown_table  # noqa: E402
 
 
 def _model(device: str) -> nnip.models.potential.Potential:
@@ -112,16 +112,20 @@ def main() -> None:
     (out / "md.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"MD speed, {meta['machine']}, {meta['date']}, nnip {meta['nnip']}, torch "
              f"{meta['torch']}; {meta['model']}; NVE velocity Verlet, 1 fs.", "",
-             "| case | nnip engine (steps/s) | ASE VelocityVerlet + NNIPCalculator (steps/s) "
-             "| nnip / ASE | nnip ns/day | batch gain |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        gain = r.get("batch_gain_vs_one_at_a_time")
-        gain_text = f"{gain:.1f}x" if gain else "–"
-        lines.append(f"| {r['case']} | {r['nnip_steps_per_s']:.2f} | {r['ase_steps_per_s']:.2f} "
-                     f"| {r['speedup']:.2f} | {r['nnip_ns_per_day']:.3g} | "
-                     f"{gain_text} |")
+             *markdown_table(
+                 ["case", "nnip engine (steps/s)",
+                  "ASE VelocityVerlet + NNIPCalculator (steps/s)", "nnip / ASE", "nnip ns/day",
+                  "batch gain"],
+                 ([r["case"], f"{r['nnip_steps_per_s']:.2f}", f"{r['ase_steps_per_s']:.2f}",
+                   f"{r['speedup']:.2f}", f"{r['nnip_ns_per_day']:.3g}",
+                   _gain_text(r.get("batch_gain_vs_one_at_a_time"))]
+                  for r in rows))]
     (out / "md.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _gain_text(gain: float | None) -> str:
+    return f"{gain:.1f}x" if gain else "–"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["calibration_metrics", "plot_calibration"]
+__all__ = ["calibration_metrics", "interval_coverage", "plot_calibration"]
+
+
+def interval_coverage(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Coverage of Gaussian intervals by errors ``z`` in units of their predicted sigma.
+
+    Args:
+        z: ``|error| / sigma`` of each scalar error (any shape).
+
+    Returns:
+        ``(levels, observed, area)``: 50 confidence levels p in [0.01, 0.99], the
+        fraction of ``z`` inside the interval ``± z_p`` of each, and the miscalibration
+        area between the two (0: calibrated, 0.5: worst).
+    """
+    from scipy.special import erfinv
+
+    z = np.asarray(z, dtype=float)
+    levels = np.linspace(0.01, 0.99, 50)
+    observed = np.array([(z <= np.sqrt(2.0) * erfinv(p)).mean() for p in levels])
+    return levels, observed, float(np.trapezoid(np.abs(observed - levels), levels))
 
 
 def calibration_metrics(error: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
@@ -34,7 +53,6 @@ def calibration_metrics(error: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
         ``rms_error_over_rms_sigma``, ``n_atoms``; and the curve ``expected`` /
         ``observed`` (fractions of force components inside the interval).
     """
-    from scipy.special import erfinv
     from scipy.stats import spearmanr
 
     error = np.asarray(error, dtype=float).reshape(-1, 3)
@@ -44,12 +62,11 @@ def calibration_metrics(error: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
     if len(sigma) < 3:
         return {"n_atoms": int(len(sigma))}
     norm = np.linalg.norm(error, axis=1)
-    levels = np.linspace(0.01, 0.99, 50)
-    z = np.abs(error) / (sigma[:, None] / np.sqrt(3.0))  # per component, in sigma units
-    observed = np.array([(z <= np.sqrt(2.0) * erfinv(p)).mean() for p in levels])
+    # per component, in sigma units
+    levels, observed, area = interval_coverage(np.abs(error) / (sigma[:, None] / np.sqrt(3.0)))
     return {"n_atoms": int(len(sigma)),
             "spearman": float(spearmanr(norm, sigma).statistic),
-            "miscalibration_area": float(np.trapezoid(np.abs(observed - levels), levels)),
+            "miscalibration_area": area,
             "rms_error_over_rms_sigma": float(np.sqrt((norm**2).mean() / (sigma**2).mean())),
             "expected": levels.tolist(), "observed": observed.tolist()}
 
