@@ -135,7 +135,9 @@ def main() -> None:
             if args.only and args.only != ("coulomb" if coulomb else "plain"):
                 continue
             row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
-                         test_path, params, args.smearing), **meta, "smearing_A": args.smearing}
+                         test_path, params, args.smearing), **meta}
+            if coulomb:
+                row["smearing_A"] = args.smearing
             print(json.dumps(row))
             rows = [r for r in rows if (r["task"], r["model"], r["minutes"]) !=
                     (row["task"], row["model"], row["minutes"])] + [row]
