@@ -62,9 +62,9 @@ below `PME_FROM` atoms) or PME (larger periodic cells)."""
 PME_FROM = 50
 """``auto`` switches from Ewald to PME at this many atoms per periodic structure.
 
-Measured (1 CPU thread, σ = 1 Å, energy + gradient): rock salt 8 atoms Ewald 4 ms / PME
-8 ms; 64 atoms 43 / 13 ms; 216 atoms 0.9 / 0.2 s; 192-atom water box 0.23 / 0.04 s.
-The cost falls steeply with the smearing (water: 45 / 13 ms at σ = 1.5 Å).
+Measured by benchmarks/md/bench_coulomb.py (1 CPU thread, σ = 1 Å, energy + gradient):
+rock salt 8 atoms Ewald 1.3 ms / PME 2.2 ms; 64 atoms 32 / 9 ms; 216 atoms 520 / 126 ms;
+192-atom water box 155 / 11 ms.
 """
 
 
