@@ -11,8 +11,10 @@ Tasks (``--tasks``):
   are learned from energies and forces alone), its train/test files.
 
 For each task two PaiNN models train for the same wall time with the same settings;
-``+coulomb`` adds `nnip.physics.electrostatics.Electrostatics` (a second PaiNN predicts
-charges, Gaussian-damped Coulomb, Ewald for periodic cells, total-charge constraint).
+``+coulomb`` adds `nnip.physics.electrostatics.Electrostatics` (charges read from the
+PaiNN's own features, ``--charges shared``, or predicted by a second PaiNN of the same
+size, ``--charges separate``; Gaussian-damped Coulomb, Ewald/PME for periodic cells,
+total-charge constraint).
 Reported: test energy MAE (meV/atom), force MAE (meV/Å), and for the Coulomb model the
 charge MAE (me) and R^2 of predicted against reference charges.
 
@@ -66,12 +68,19 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
 
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
-        train_path: Path, test_path: Path, params: dict, smearing: float = 1.0) -> dict:
-    """Train one model on ``train_path`` and return its errors on ``test_path``."""
-    name = f"{task}_coulomb_s{smearing:g}" if coulomb else f"{task}_plain"
+        train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
+        shared: bool = True) -> dict:
+    """Train one model on ``train_path`` and return its errors on ``test_path``.
+
+    ``shared``: the charges are a readout of the PaiNN's own features (one network);
+    otherwise a second PaiNN of the same size predicts them.
+    """
+    name = f"{task}_coulomb_s{smearing:g}{'_shared' if shared else ''}" if coulomb \
+        else f"{task}_plain"
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
-        model["electrostatics"] = {"smearing": smearing, "params": params}
+        model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
+            {"smearing": smearing, "params": params}
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
@@ -87,7 +96,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     test = ase.io.read(test_path, ":")
     fitted = load_model(result.model_path)
     table = error_table(predict_frames(fitted, test))["overall"]
-    row = {"task": task, "model": f"painn+coulomb σ={smearing:g}Å" if coulomb else "painn",
+    label = f"painn+coulomb σ={smearing:g}Å, {'shared' if shared else '2nd net'}"
+    row = {"task": task, "model": label if coulomb else "painn",
            "minutes": minutes, "epochs": len(result.history),
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
            "forces_mae_meV_per_A": table["forces"]["mae"] * 1e3, "wall_s": round(wall)}
@@ -120,6 +130,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["plain", "coulomb"], default=None)
     parser.add_argument("--params", default='{"n_features": 64, "n_interactions": 3}')
     parser.add_argument("--smearing", type=float, default=1.0, help="Å")
+    parser.add_argument("--charges", choices=["shared", "separate"], default="shared",
+                        help="charges from the PaiNN's own features or a second PaiNN")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,7 +147,8 @@ def main() -> None:
             if args.only and args.only != ("coulomb" if coulomb else "plain"):
                 continue
             row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
-                         test_path, params, args.smearing), **meta}
+                         test_path, params, args.smearing, args.charges == "shared"),
+                   **meta}
             if coulomb:
                 row["smearing_A"] = args.smearing
             print(json.dumps(row))

@@ -17,6 +17,7 @@ from nnip.data.graph import AtomicGraph
 from nnip.errors import ConfigError, ModelError
 from nnip.export.model_file import load_model, save_model
 from nnip.models import Scaled, build
+from nnip.nn.mlp import MLP
 from nnip.physics.electrostatics import COULOMB_CONSTANT, Coulomb
 from nnip.testing import (
     check_forces_fd,
@@ -215,3 +216,56 @@ def test_committee_with_member_specific_charge_networks_round_trips(tmp_path):
     a, b = committee.predict(mol), loaded.predict(mol)
     assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)
     assert a.charges.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def _shared(arch: str, strength: float = 30.0, **kw):
+    """A small model of ``arch`` whose charges come from its own features."""
+    size = {"n_features": 8, "n_interactions": 2}
+    if arch in ("nequip", "mace"):
+        size["l_max"] = 1
+    model = build(arch, ["C", "H"], 3.5, seed=2, electrostatics={"arch": "shared",
+                                                                  "smearing": 0.8, **kw},
+                  **size)
+    term = model.terms["electrostatics"]
+    last = [m for m in term.charge_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(strength)
+        last.bias.mul_(strength)
+        term.log_weight.copy_(torch.tensor([-0.4, 0.3]))
+    return model
+
+
+@pytest.mark.parametrize("arch", ["schnet", "painn", "nequip", "mace"])
+def test_charges_from_the_main_networks_features(arch):
+    model = _shared(arch)
+    term = model.terms["electrostatics"]
+    assert term.feature_source == arch and isinstance(term.charge_net, MLP)
+    mol, cell = _charged_molecule(), _triclinic_cell()
+    q = model.predict(mol).charges
+    assert float(q.sum()) == pytest.approx(1.0, abs=1e-12) and float(q.abs().max()) > 0.05
+    assert check_forces_fd(model, mol) < 1e-6
+    assert check_forces_fd(model, cell) < 1e-6
+    assert check_stress_fd(model, cell) < 1e-6
+    assert check_rotation(model, mol) < 1e-10
+    assert check_translation(model, cell, seed=3) < 1e-9
+    with pytest.raises(ModelError, match="whole Potential"):
+        term(AtomicGraph.from_atoms(mol, model.cutoff))
+
+
+def test_shared_charges_need_one_network_and_round_trip_in_files(tmp_path):
+    from nnip.models import Committee
+
+    separate = build("painn", ["C", "H"], 3.5, n_features=16, electrostatics=True)
+    shared = build("painn", ["C", "H"], 3.5, n_features=16,
+                   electrostatics={"arch": "shared"})
+    n_sep, n_shared = (sum(p.numel() for p in m.parameters()) for m in (separate, shared))
+    assert n_shared < 0.6 * n_sep  # one message-passing network, not two
+    with pytest.raises(ConfigError, match="no 'params'"):
+        build("painn", ["C"], 3.5, electrostatics={"arch": "shared", "params": {"n": 1}})
+    with pytest.raises(ConfigError, match="unknown electrostatics arch"):
+        build("painn", ["C"], 3.5, electrostatics={"arch": "shard"})
+    mol = _charged_molecule()
+    for model in (_shared("painn"), Committee([_shared("painn", 20.0), _shared("painn", 40.0)])):
+        loaded = load_model(save_model(model, tmp_path / "m.nnip"))
+        a, b = model.predict(mol), loaded.predict(mol)
+        assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)

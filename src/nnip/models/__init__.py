@@ -21,6 +21,7 @@ from nnip.models.painn import PaiNN, PaiNNConfig
 from nnip.models.potential import Potential, PotentialOutput, Scaled
 from nnip.models.schnet import SchNet, SchNetConfig
 from nnip.nn.embedding import TypeMap
+from nnip.nn.mlp import MLP
 from nnip.physics.reference import ReferenceEnergies
 
 __all__ = ["MODELS", "build", "Committee", "Potential", "PotentialOutput", "Scaled"]
@@ -91,8 +92,10 @@ def build(
             functional's parameters (e.g. ``"pbe"``), or a dict of its arguments.
         electrostatics: add Coulomb energy of predicted charges
             (`nnip.physics.electrostatics.Electrostatics`): ``True`` for the defaults or
-            a dict with ``arch`` (charge network architecture, default ``name``),
-            ``params`` (its hyperparameters, default those of the main model),
+            a dict with ``arch`` (charge network architecture, default ``name``; or
+            ``"shared"``: a charge readout on the main model's own final features, one
+            network instead of two), ``params`` (its hyperparameters, default those of
+            the main model),
             ``smearing`` (Å, default 1), ``method`` (auto, ewald, pme, direct),
             ``lr_wavelength``, ``mesh_spacing`` (Å).
         **config: hyperparameters of the architecture's config dataclass.
@@ -152,21 +155,34 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                 f"; did you mean {hint[0]!r}?" if hint else
                 f"; options are {list(_ELECTROSTATICS_KEYS)}"))
     arch = settings.get("arch", name)
-    params = dict(settings["params"]) if "params" in settings else \
-        (dict(config) if arch == name else {})
-    cfg = make_config(arch, params)
+    if arch == "shared":  # a charge readout on the main term's final features
+        if settings.get("params"):
+            raise ConfigError("electrostatics arch 'shared' reads charges from the main "
+                              "model's features and takes no 'params'")
+        width = int(make_config(name, config).n_features)  # type: ignore[attr-defined]
+        params: dict[str, Any] = {}
+        make = lambda: MLP([width, max(width // 2, 1), 1], "silu")  # noqa: E731
+    else:
+        if arch not in MODELS:
+            raise ConfigError(f"unknown electrostatics arch {arch!r}; options are "
+                              f"{sorted(MODELS)} or 'shared'")
+        cfg = make_config(arch, dict(settings["params"]) if "params" in settings else
+                          (dict(config) if arch == name else {}))
+        params = dataclasses.asdict(cfg)
+        make = lambda: MODELS[arch][1](type_map, cutoff, cfg)  # noqa: E731
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed + 1)
-        charge_net = MODELS[arch][1](type_map, cutoff, cfg)
+        charge_net = make()
     try:
         term = Electrostatics(charge_net, type_map, smearing=float(settings.get("smearing", 1.0)),
                               method=settings.get("method", "auto"),
                               lr_wavelength=settings.get("lr_wavelength"),
-                              mesh_spacing=settings.get("mesh_spacing"))
+                              mesh_spacing=settings.get("mesh_spacing"),
+                              feature_source=name if arch == "shared" else None)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    resolved = {"arch": arch, "params": dataclasses.asdict(cfg),
+    resolved = {"arch": arch, "params": params,
                 "smearing": term.coulomb.smearing, "method": term.coulomb.method,
                 "lr_wavelength": term.coulomb.lr_wavelength,
                 "mesh_spacing": term.coulomb.mesh_spacing}

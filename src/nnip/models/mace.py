@@ -32,7 +32,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap
+from nnip.nn.embedding import TypeMap, head_minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
 from nnip.nn.mlp import MLP
 
@@ -296,6 +296,15 @@ class MACE(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in the model dtype."""
+        return self.energies_and_extra(graph)[0]
+
+    def energies_and_extra(self, graph: AtomicGraph, head: nn.Module | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies ``(n_atoms,)`` and ``head`` on the final scalar features.
+
+        ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
+        network's representation); see `nnip.nn.embedding.head_minus_isolated`.
+        """
         sh, radial, envelope = self.edges(graph)  # (n_edges, sh.dim), (n_edges, n_basis), ...
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
@@ -306,4 +315,6 @@ class MACE(nn.Module):
         for layer, readout in zip(self.layers, self.readouts):
             h = layer(h, one_hot, all_types, sh, radial, envelope, graph.edge_index)
             energy = energy + readout(h).squeeze(-1)
-        return energy[:n_atoms] - energy[n_atoms:][types]  # (n_atoms,)
+        # the last layer's features are scalars only (n_nodes, n_features)
+        return (energy[:n_atoms] - energy[n_atoms:][types],  # (n_atoms,)
+                head_minus_isolated(head, h, n_atoms, types))

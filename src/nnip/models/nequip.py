@@ -28,7 +28,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap
+from nnip.nn.embedding import TypeMap, head_minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
 from nnip.nn.mlp import MLP
 
@@ -170,6 +170,15 @@ class NequIP(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in the model dtype."""
+        return self.energies_and_extra(graph)[0]
+
+    def energies_and_extra(self, graph: AtomicGraph, head: nn.Module | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies ``(n_atoms,)`` and ``head`` on the final scalar features.
+
+        ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
+        network's representation); see `nnip.nn.embedding.head_minus_isolated`.
+        """
         sh, radial, envelope = self.edges(graph)  # (n_edges, sh.dim), (n_edges, n_basis), ...
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
@@ -178,5 +187,7 @@ class NequIP(nn.Module):
         h = self.embedding(one_hot)  # (n_nodes, n_features)
         for layer in self.interactions:
             h = layer(h, one_hot, sh, radial, envelope, graph.edge_index)
-        energy = self.readout(self.to_scalars(h)).squeeze(-1)  # (n_nodes,)
-        return energy[:n_atoms] - energy[n_atoms:][types]  # (n_atoms,)
+        scalars = self.to_scalars(h)  # (n_nodes, n_features)
+        energy = self.readout(scalars).squeeze(-1)  # (n_nodes,)
+        return (energy[:n_atoms] - energy[n_atoms:][types],  # (n_atoms,)
+                head_minus_isolated(head, scalars, n_atoms, types))

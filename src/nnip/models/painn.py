@@ -29,7 +29,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap
+from nnip.nn.embedding import TypeMap, head_minus_isolated
 from nnip.nn.mlp import ACTIVATIONS, MLP
 from nnip.nn.radial import RADIAL_BASES
 
@@ -171,6 +171,16 @@ class PaiNN(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in the model dtype."""
+        return self.energies_and_extra(graph)[0]
+
+    def energies_and_extra(self, graph: AtomicGraph, head: nn.Module | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies ``(n_atoms,)`` and ``head`` on the final scalar features.
+
+        ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
+        network's representation); its output minus that of the isolated atom of each
+        element is returned as ``(n_atoms, k)``, or ``None`` without a head.
+        """
         vectors = graph.edge_vectors()  # (n_edges, 3)
         r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
         unit = vectors / r.unsqueeze(-1)  # (n_edges, 3)
@@ -187,4 +197,5 @@ class PaiNN(nn.Module):
             ds, dv = update(s, v)
             s, v = s + ds, v + dv
         energy = self.readout(s).squeeze(-1)  # (n_nodes,)
-        return energy[:n_atoms] - energy[n_atoms:][types]  # (n_atoms,)
+        return (energy[:n_atoms] - energy[n_atoms:][types],  # (n_atoms,)
+                head_minus_isolated(head, s, n_atoms, types))

@@ -84,6 +84,16 @@ class Scaled(nn.Module):
         out = self.term(graph)
         return out * self.scale.to(out.dtype)
 
+    def energies_and_extra(self, graph: AtomicGraph, head: nn.Module
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom energies ``(n_atoms,)`` eV and ``head`` on the term's final features.
+
+        The wrapped backbone's ``energies_and_extra``: one pass gives both, so an extra
+        readout (e.g. charges) shares the representation at no extra message passing.
+        """
+        energies, extra = self.term.energies_and_extra(graph, head)
+        return energies * self.scale.to(energies.dtype), extra
+
 
 class Potential(nn.Module):
     """A machine-learned interatomic potential: named energy terms plus derivatives.
@@ -184,14 +194,25 @@ class Potential(nn.Module):
 
         Charges ``(n_atoms,)`` in e (float64) come from a term with an
         ``energies_and_charges`` method (`nnip.physics.electrostatics.Electrostatics`);
-        ``None`` when no term predicts them.
+        ``None`` when no term predicts them. A term with a ``feature_source`` reads its
+        raw charges from that learned term's final features (``energies_and_extra``),
+        computed in the same pass as that term's energies.
         """
         energies = torch.zeros(graph.n_atoms, dtype=torch.float64,
                                device=graph.positions.device)
         charges = None
-        for term in self.terms.values():
-            if hasattr(term, "energies_and_charges"):
-                part, q = term.energies_and_charges(graph)
+        # terms whose charges are read from another term's features (one shared network)
+        heads = {t.feature_source: t for t in self.terms.values()
+                 if getattr(t, "feature_source", None)}
+        raw: dict[str, torch.Tensor] = {}
+        for name, term in self.terms.items():
+            if name in heads:
+                part, extra = term.energies_and_extra(graph, heads[name].charge_net)
+                raw[name] = extra.squeeze(-1)
+            elif hasattr(term, "energies_and_charges"):
+                source = getattr(term, "feature_source", None)
+                part, q = term.energies_and_charges(graph, raw[source]) if source else \
+                    term.energies_and_charges(graph)
                 charges = q.to(torch.float64) if charges is None else charges + q
             else:
                 part = term(graph)

@@ -27,7 +27,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap
+from nnip.nn.embedding import TypeMap, head_minus_isolated
 from nnip.nn.mlp import ACTIVATIONS, MLP
 from nnip.nn.radial import RADIAL_BASES
 
@@ -148,6 +148,15 @@ class SchNet(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom energies ``(n_atoms,)`` in the model dtype."""
+        return self.energies_and_extra(graph)[0]
+
+    def energies_and_extra(self, graph: AtomicGraph, head: nn.Module | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies ``(n_atoms,)`` and ``head`` on the final features.
+
+        ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
+        network's representation); see `nnip.nn.embedding.head_minus_isolated`.
+        """
         r = torch.linalg.vector_norm(graph.edge_vectors(), dim=-1)  # (n_edges,)
         basis = self.basis(r)  # (n_edges, n_basis)
         envelope = self.envelope(r)  # (n_edges,)
@@ -159,5 +168,6 @@ class SchNet(nn.Module):
         # so the learned energy is an interaction energy: E(isolated atom) = E0 exactly,
         # and fragments far apart add up.
         isolated = self.readout(self.embedding.weight).squeeze(-1)  # (n_types,)
-        return self.readout(x).squeeze(-1) - isolated[types]  # (n_atoms,)
-
+        energies = self.readout(x).squeeze(-1) - isolated[types]  # (n_atoms,)
+        features = torch.cat([x, self.embedding.weight])  # (n_atoms + n_types, n_features)
+        return energies, head_minus_isolated(head, features, graph.n_atoms, types)

@@ -11,7 +11,7 @@ from torch import nn
 
 from nnip.errors import ModelError
 
-__all__ = ["TypeMap", "to_atomic_numbers"]
+__all__ = ["TypeMap", "head_minus_isolated", "to_atomic_numbers"]
 
 
 def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:
@@ -79,3 +79,24 @@ class TypeMap(nn.Module):
                      for z in unknown]
             raise ModelError(f"element(s) {names} not known to this model, which was made "
                              f"for {self.symbols}")
+
+
+def head_minus_isolated(head: nn.Module | None, features: torch.Tensor, n_atoms: int,
+                        types: torch.Tensor) -> torch.Tensor | None:
+    """An extra readout on a backbone's final features, relative to the isolated atom.
+
+    Args:
+        head: module ``(n, F) -> (n, k)``, or ``None``.
+        features: ``(n_atoms + n_types, F)`` features of the atoms, then of one isolated
+            atom per element (the backbones' extra nodes).
+        n_atoms: number of real atoms.
+        types: ``(n_atoms,)`` element indices.
+
+    Returns:
+        ``(n_atoms, k)``: ``head`` on each atom minus ``head`` on the isolated atom of its
+        element (zero for an atom far from all others), or ``None`` without a head.
+    """
+    if head is None:
+        return None
+    out = head(features)  # (n_atoms + n_types, k)
+    return out[:n_atoms] - out[n_atoms:][types]

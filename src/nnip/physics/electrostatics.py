@@ -19,7 +19,9 @@ Two pieces:
   direct sum over all pairs (``"direct"``). Per-atom energies are ``k_e q_i φ_i / 2``
   with ``φ_i`` the potential at atom ``i`` from all other charges.
 - `Electrostatics`: an energy term. A charge network (any registered architecture, its
-  per-atom output read as a raw charge ``q̃_i`` in e) predicts charges; the total-charge
+  per-atom output read as a raw charge ``q̃_i`` in e), or a charge readout on the main
+  learned term's own final features (``feature_source``: one network, about half the
+  cost), predicts charges; the total-charge
   constraint redistributes the excess over the structure's atoms with learned per-
   element weights ``w_Z = exp(s_Z)`` (1 at initialisation)::
 
@@ -185,9 +187,14 @@ class Electrostatics(nn.Module):
 
     Args:
         charge_net: a module ``graph -> (n_atoms,)`` read as raw charges in e (any
-            registered architecture).
+            registered architecture); with ``feature_source``, a readout
+            ``(n, F) -> (n, 1)`` applied to that term's final per-atom features.
         type_map: the model's elements.
         smearing, method, lr_wavelength, mesh_spacing: see `Coulomb`.
+        feature_source: name of the `Potential` term (the main learned term) whose
+            features the charge readout shares: one message-passing network for energies
+            and charges, as in latent Ewald summation, instead of a second network of
+            its own. `Potential` routes the features.
 
     """
 
@@ -196,16 +203,27 @@ class Electrostatics(nn.Module):
 
     def __init__(self, charge_net: nn.Module, type_map: TypeMap, smearing: float = 1.0,
                  method: str = "auto", lr_wavelength: float | None = None,
-                 mesh_spacing: float | None = None) -> None:
+                 mesh_spacing: float | None = None, feature_source: str | None = None) -> None:
         super().__init__()
         self.charge_net = charge_net
         self.type_map = type_map
+        self.feature_source = feature_source
         self.log_weight = nn.Parameter(torch.zeros(len(type_map.atomic_numbers)))
         self.coulomb = Coulomb(smearing, method, lr_wavelength, mesh_spacing)
 
-    def charges(self, graph: AtomicGraph) -> torch.Tensor:
-        """Charges ``(n_atoms,)`` in e that sum to each structure's total charge."""
-        raw = self.charge_net(graph)
+    def charges(self, graph: AtomicGraph, raw: torch.Tensor | None = None) -> torch.Tensor:
+        """Charges ``(n_atoms,)`` in e that sum to each structure's total charge.
+
+        Args:
+            graph: the batch.
+            raw: ``(n_atoms,)`` unconstrained charges when they come from a shared
+                network (``feature_source``); computed by ``charge_net`` otherwise.
+        """
+        if raw is None:
+            if self.feature_source is not None:
+                raise ModelError(f"these charges are read from term {self.feature_source!r}'s "
+                                 "features: evaluate the whole Potential, not this term")
+            raw = self.charge_net(graph)
         types = self.type_map(graph.atomic_numbers)
         weight = self.log_weight[types].exp().to(raw.dtype)
         n = graph.n_systems
@@ -215,9 +233,13 @@ class Electrostatics(nn.Module):
         excess = (total - raw_sum) / weight_sum  # (n_systems,)
         return raw + weight * excess[graph.system_idx]
 
-    def energies_and_charges(self, graph: AtomicGraph) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-atom Coulomb energies (eV) and charges (e), both ``(n_atoms,)``."""
-        q = self.charges(graph)
+    def energies_and_charges(self, graph: AtomicGraph, raw: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom Coulomb energies (eV) and charges (e), both ``(n_atoms,)``.
+
+        ``raw`` as in `charges`.
+        """
+        q = self.charges(graph, raw)
         return self.coulomb(graph, q), q
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
