@@ -18,6 +18,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from nnip.active import load_al_config, run_active_learning
+from nnip.active.loop import ExploreConfig, SelectConfig, _explore, _select, _temperatures
 from nnip.errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def _setup(folder: Path, iterations: int = 2, slow_oracle: bool = False) -> Path
         "test": ["init.xyz"],
         "explore": {"structures": ["start.xyz"], "temperatures_K": [600, 1200],
                     "steps": 100, "timestep_fs": 2, "replicas": 2, "sample_every": 20},
-        "select": {"threshold_eV_per_A": 0.0, "max_per_iteration": 4},
+        "select": {"threshold_eV_per_A": 0.0, "upper_eV_per_A": 1e3, "max_per_iteration": 4},
         "train": {"data": {"train": ["init.xyz"], "validation_fraction": 0.2},
                   "model": {"arch": "schnet", "cutoff": 4.0,
                             "params": {"n_features": 16, "n_interactions": 2, "n_basis": 10}},
@@ -121,3 +122,51 @@ def test_bad_al_configs_are_clear(tmp_path):
     raw["explore"]["temperature"] = 300
     with pytest.raises(ConfigError, match="unknown key.*temperature"):
         load_al_config(raw)
+    raw["explore"].pop("temperature")
+    raw["select"]["upper_eV_per_A"] = 0.0
+    with pytest.raises(ConfigError, match="upper_eV_per_A"):
+        load_al_config(raw)
+
+
+def _frames_with_spreads(spreads, lost=()):
+    frames = []
+    for k, spread in enumerate(spreads):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.rattle(0.01 * (k + 1), seed=k)
+        atoms.info["max_force_uncertainty"] = spread
+        if k in lost:
+            atoms.info["al_lost_samples"] = 3
+        frames.append(atoms)
+    return frames
+
+
+def test_selection_keeps_to_the_trust_window():
+    window = SelectConfig(threshold_eV_per_A=0.1, upper_eV_per_A=0.5, max_per_iteration=2)
+    frames = _frames_with_spreads([0.05, 0.2, 0.3, 0.9, 0.45, 0.02], lost=(3,))
+    chosen, counts = _select(frames, window)
+    assert chosen == [2, 4] or chosen == [1, 4]  # starts from the most uncertain candidate
+    assert 3 not in chosen and counts["n_candidates"] == 3 and counts["n_past_upper"] == 1
+    # uncertain: 3 candidates + 1 past the upper level + 3 samples its trajectory lost
+    assert counts["uncertain_fraction"] == pytest.approx(7 / 9)
+    # nothing inside the window: the least broken frames past the upper level are taken
+    chosen, counts = _select(_frames_with_spreads([0.05, 2.0, 0.7, 0.01]), window)
+    assert chosen == [1, 2] and counts["n_candidates"] == 0
+    assert _select(_frames_with_spreads([0.05, 0.01]), window)[0] == []
+
+
+def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
+    from nnip.models import Committee, build
+
+    ase.io.write(tmp_path / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    model = Committee([build("schnet", ["Cu"], 4.0, n_features=8, n_interactions=1, seed=k)
+                       for k in range(2)])
+    explore = ExploreConfig(structures=[str(tmp_path / "start.xyz")],
+                            temperatures_K=[900, 300], steps=40, timestep_fs=1.0,
+                            replicas=2, sample_every=10, ramp=True)
+    assert _temperatures(explore, 0) == [300] and _temperatures(explore, 5) == [300, 900]
+    frames = _explore(model, explore, upper=1e-12, iteration=0, seed=0)
+    # every trajectory stops at its first sample (the spread is > 1e-12 at once)
+    assert len(frames) == 2 and all(f.info["al_lost_samples"] == 3 for f in frames)
+    assert all(" 300 K " in f.info["al_source"] for f in frames)
+    frames = _explore(model, explore, upper=1e3, iteration=1, seed=0)
+    assert len(frames) == 2 * 2 * 4 and not any("al_lost_samples" in f.info for f in frames)

@@ -7,10 +7,16 @@ Each iteration k:
 2. **explore** with batched MD (Langevin; NPT where pressures are given) from the
    starting structures at each temperature, sampling frames with the committee's
    calibrated per-atom force spread;
-3. **select** the frames whose largest spread exceeds the threshold; the uncertain
-   fraction is the loop's convergence measure; at most ``max_per_iteration`` of them,
-   made diverse by farthest-point sampling on a pair-distance fingerprint, starting
-   from the most uncertain;
+3. **select** inside a trust window (as DP-GEN does): frames whose largest spread lies
+   between the threshold and an upper level are candidates; a trajectory whose spread
+   passes the upper level has left the region the model describes at all, and it
+   contributes nothing more (its later frames are unphysical and would only teach the
+   model its own artefacts). The uncertain fraction (candidates, frames past the upper
+   level, and the samples those trajectories lost) is the loop's convergence measure.
+   At most ``max_per_iteration`` candidates are kept, made diverse by farthest-point
+   sampling on a pair-distance fingerprint from the most uncertain; when no frame lies
+   inside the window, the first frame past the upper level of each trajectory is taken
+   instead, so that the loop never stalls;
 4. **label** them with the oracle (`nnip.active.oracles`), one file per frame, with
    provenance (oracle, iteration, source trajectory and step) in ``info``.
 
@@ -61,6 +67,9 @@ class ExploreConfig:
         replicas: independent copies of each start, in one batch.
         sample_every: steps between sampled frames.
         friction_per_fs: Langevin friction.
+        ramp: iteration k explores only at the k+1 lowest temperatures, so that a young
+            model meets the hot, hard configurations after the gentle ones; the loop
+            does not finish before every temperature was explored.
     """
 
     structures: list[str] = field(default_factory=list)
@@ -71,6 +80,7 @@ class ExploreConfig:
     replicas: int = 2
     sample_every: int = 20
     friction_per_fs: float = 0.02
+    ramp: bool = False
 
 
 @dataclass
@@ -79,11 +89,15 @@ class SelectConfig:
 
     Attributes:
         threshold_eV_per_A: a frame is uncertain when its largest calibrated per-atom
-            force spread exceeds this.
+            force spread exceeds this (DP-GEN's trust_lo).
+        upper_eV_per_A: past this spread a trajectory is taken to have broken down
+            (trust_hi): that frame is not a candidate and the trajectory's later frames
+            are dropped. Typically 3-5x the threshold.
         max_per_iteration: labelled frames per iteration at most (farthest-point sampled).
     """
 
     threshold_eV_per_A: float = 0.1
+    upper_eV_per_A: float = 0.5
     max_per_iteration: int = 20
 
 
@@ -142,6 +156,9 @@ def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
                           "the committee's disagreement")
     if not config.explore.structures:
         raise ConfigError("al.explore.structures: give at least one starting structure file")
+    if not config.select.upper_eV_per_A > config.select.threshold_eV_per_A:
+        raise ConfigError(f"al.select.upper_eV_per_A ({config.select.upper_eV_per_A:g}) must "
+                          f"exceed threshold_eV_per_A ({config.select.threshold_eV_per_A:g})")
     make_oracle(config.oracle)  # a bad spec fails now, not after the first training
     return config
 
@@ -195,16 +212,31 @@ def farthest_point_sample(features: np.ndarray, k: int, first: int = 0) -> list[
     return picked
 
 
-def _explore(model: Any, config: ExploreConfig, iteration: int, seed: int) -> list[Atoms]:
+def _temperatures(config: ExploreConfig, iteration: int) -> list[float]:
+    """The exploration temperatures of an iteration (all, or the ramp's lowest k+1)."""
+    if not config.ramp:
+        return list(config.temperatures_K)
+    return sorted(config.temperatures_K)[:iteration + 1]
+
+
+def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, seed: int
+             ) -> list[Atoms]:
+    """Sampled frames of every trajectory, each cut after its first frame past ``upper``.
+
+    The last kept frame of a cut trajectory carries ``info["al_lost_samples"]``, the
+    number of samples it did not deliver (counted as uncertain by `_select`).
+    """
     from nnip.data import read
     from nnip.md import MD, Langevin, LangevinNPT
 
     starts = [(Path(p).stem, k, a) for p in config.structures for k, a in enumerate(read(p))]
+    temperatures = _temperatures(config, iteration)
+    n_samples = config.steps // config.sample_every
     frames: list[Atoms] = []
     for name, index, atoms in starts:
-        conditions = [(t, None) for t in config.temperatures_K]
+        conditions = [(t, None) for t in temperatures]
         if atoms.pbc.all():
-            conditions += [(t, p) for t in config.temperatures_K for p in config.pressures_GPa]
+            conditions += [(t, p) for t in temperatures for p in config.pressures_GPa]
         for temperature, pressure in conditions:
             integrator = (Langevin(config.timestep_fs, temperature, config.friction_per_fs,
                                    seed=seed) if pressure is None else
@@ -217,28 +249,47 @@ def _explore(model: Any, config: ExploreConfig, iteration: int, seed: int) -> li
                     progress=False)
             label = f"{name}[{index}] {temperature:g} K" + (
                 f" {pressure:g} GPa" if pressure is not None else "")
-            while md.state.step < config.steps:
+            alive = [True] * config.replicas
+            latest: list[Atoms | None] = [None] * config.replicas
+            taken = [0] * config.replicas
+            while md.state.step < config.steps and any(alive):
                 result = md.run(config.sample_every)
                 for r, frame in enumerate(md.atoms()):
+                    if not alive[r]:
+                        continue
                     frame.calc = None
                     frame.info.update(al_iteration=iteration,
                                       al_source=f"{label} replica {r} step {md.state.step}")
                     frames.append(frame)
-                if result.stopped:  # the model broke down: its last frames are the news
+                    latest[r], taken[r] = frame, taken[r] + 1
+                    alive[r] = frame.info.get("max_force_uncertainty", 0.0) <= upper
+                if result.stopped:  # the model broke down (e.g. atoms too close)
                     break
+            for r, frame in enumerate(latest):
+                if frame is not None and taken[r] < n_samples:
+                    frame.info["al_lost_samples"] = n_samples - taken[r]
     return frames
 
 
-def _select(frames: list[Atoms], config: SelectConfig) -> tuple[list[int], float]:
+def _select(frames: list[Atoms], config: SelectConfig) -> tuple[list[int], dict[str, Any]]:
+    """Indices of the frames to label and the counts behind the uncertain fraction."""
     spread = np.array([f.info.get("max_force_uncertainty", 0.0) for f in frames])
-    uncertain = np.flatnonzero(spread > config.threshold_eV_per_A)
-    fraction = len(uncertain) / max(len(frames), 1)
-    if len(uncertain) == 0:
-        return [], fraction
-    features = np.stack([fingerprint(frames[i]) for i in uncertain])
-    first = int(np.argmax(spread[uncertain]))
+    lost = sum(int(f.info.get("al_lost_samples", 0)) for f in frames)
+    candidates = np.flatnonzero((spread > config.threshold_eV_per_A)
+                                & (spread <= config.upper_eV_per_A))
+    broken = np.flatnonzero(spread > config.upper_eV_per_A)
+    counts = {"n_candidates": len(candidates), "n_past_upper": len(broken),
+              "n_lost_samples": lost,
+              "uncertain_fraction": (len(candidates) + len(broken) + lost)
+              / max(len(frames) + lost, 1)}
+    pool = candidates if len(candidates) else broken
+    if len(pool) == 0:
+        return [], counts
+    features = np.stack([fingerprint(frames[i]) for i in pool])
+    first = int(np.argmax(np.where(spread[pool] <= config.upper_eV_per_A, spread[pool],
+                                   -spread[pool])))
     picked = farthest_point_sample(features, config.max_per_iteration, first)
-    return sorted(int(uncertain[i]) for i in picked), fraction
+    return sorted(int(pool[i]) for i in picked), counts
 
 
 def _test_errors(model: Any, files: list[str]) -> dict[str, float]:
@@ -314,18 +365,24 @@ def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *
         if state.data["phase"] == "explore":
             if not candidates_path.exists():
                 say(f"[al] iteration {k}: exploring with MD")
-                _write_atomic_frames(candidates_path, _explore(model, config.explore, k, seed=k))
+                _write_atomic_frames(candidates_path, _explore(
+                    model, config.explore, config.select.upper_eV_per_A, k, seed=k))
             state.data["phase"] = "select"
             state.save()
         if state.data["phase"] == "select":
             frames = ase.io.read(candidates_path, ":")
-            chosen, fraction = _select(frames, config.select)
-            row.update(n_explored=len(frames), uncertain_fraction=fraction,
-                       n_selected=len(chosen))
-            say(f"[al] iteration {k}: {fraction:.1%} of {len(frames)} explored frames "
-                f"uncertain; {len(chosen)} selected")
+            chosen, counts = _select(frames, config.select)
+            fraction = counts["uncertain_fraction"]
+            row.update(n_explored=len(frames), **counts, n_selected=len(chosen))
+            say(f"[al] iteration {k} at {_temperatures(config.explore, k)} K: "
+                f"{fraction:.1%} of {len(frames)} explored frames uncertain "
+                f"({counts['n_candidates']} candidates, {counts['n_past_upper']} past the "
+                f"upper level); {len(chosen)} selected")
             _write_atomic_frames(it_dir / "selected.extxyz", [frames[i] for i in chosen])
-            done = fraction < config.target_uncertain_fraction or k >= config.iterations
+            ramped = _temperatures(config.explore, k) == \
+                _temperatures(config.explore, len(config.explore.temperatures_K))
+            done = (fraction < config.target_uncertain_fraction and ramped) \
+                or k >= config.iterations
             state.data["phase"] = "finish" if done else "label"
             state.save()
         if state.data["phase"] == "label":
@@ -369,8 +426,9 @@ def _write_summary(root: Path, state: dict[str, Any]) -> None:
     from nnip.validate.errors import _figure
 
     history = state["history"]
-    keys = ["iteration", "n_train_frames", "n_explored", "uncertain_fraction", "n_labelled",
-            "n_failed", "test_energy_mae_meV_per_atom", "test_forces_mae_meV_per_A"]
+    keys = ["iteration", "n_train_frames", "n_explored", "n_candidates", "n_past_upper",
+            "uncertain_fraction", "n_labelled", "n_failed", "test_energy_mae_meV_per_atom",
+            "test_forces_mae_meV_per_A"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in history:
         cells = []
