@@ -101,8 +101,10 @@ class ModelConfig:
             reverse.
         electrostatics: Coulomb energy of charges predicted by a network
             (`nnip.physics.electrostatics`); empty: none, ``{}`` written as ``true``
-            for the defaults, or options ``arch`` (charge network, default ``arch``),
-            ``params`` (its hyperparameters, default ``params``), ``smearing`` (Gaussian
+            for the defaults, or options ``arch`` (``shared``, the default: charges read
+            from the model's own features; or an architecture for a separate charge
+            network, the default when ``params`` is given), ``params`` (that network's
+            hyperparameters, default ``params``), ``smearing`` (Gaussian
             width in Å, default 1), ``method`` (``auto``, ``ewald``, ``pme``, ``direct``).
             Charges sum to each structure's ``total_charge`` and are trained against
             reference charges (``ref_charges``) where the data has them.

@@ -101,9 +101,13 @@ def test_charged_cell_is_translation_invariant():
 
 
 def _model(elements=("C", "H"), cutoff=3.5, strength=30.0, **kw):
-    """A small PaiNN with electrostatics whose charges are ~0.1-0.5 e (not ~0.01)."""
+    """A small PaiNN with electrostatics whose charges are ~0.1-0.5 e (not ~0.01).
+
+    Its charges come from a second PaiNN (``arch: painn``); `_shared` makes models whose
+    charges come from their own features.
+    """
     model = build("painn", list(elements), cutoff, n_features=8, n_interactions=1, seed=2,
-                  electrostatics={"smearing": 0.8, **kw})
+                  electrostatics={"smearing": 0.8, "arch": "painn", **kw})
     term = model.terms["electrostatics"]
     term.charge_net = Scaled(term.charge_net, strength)
     with torch.no_grad():
@@ -255,9 +259,10 @@ def test_charges_from_the_main_networks_features(arch):
 def test_shared_charges_need_one_network_and_round_trip_in_files(tmp_path):
     from nnip.models import Committee
 
-    separate = build("painn", ["C", "H"], 3.5, n_features=16, electrostatics=True)
-    shared = build("painn", ["C", "H"], 3.5, n_features=16,
-                   electrostatics={"arch": "shared"})
+    separate = build("painn", ["C", "H"], 3.5, n_features=16,
+                     electrostatics={"arch": "painn"})
+    shared = build("painn", ["C", "H"], 3.5, n_features=16, electrostatics=True)
+    assert shared.terms["electrostatics"].feature_source == "painn"  # the default
     n_sep, n_shared = (sum(p.numel() for p in m.parameters()) for m in (separate, shared))
     assert n_shared < 0.6 * n_sep  # one message-passing network, not two
     with pytest.raises(ConfigError, match="no 'params'"):

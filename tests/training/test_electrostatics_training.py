@@ -25,13 +25,15 @@ def test_charges_learned_from_reference_charges(shared_data, tmp_path, capsys):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert cli(["train", str(tmp_path / "config.yaml")]) == 0
     model_path = tmp_path / "run" / "model.nnip"
-    assert read_metadata(model_path)["spec"]["electrostatics"]["method"] == "auto"
+    spec = read_metadata(model_path)["spec"]["electrostatics"]
+    assert spec["method"] == "auto" and spec["arch"] == "shared"
     model = load_model(model_path)
     test = ase.io.read(tmp_path / "test.xyz", ":")
     pred = predict_frames(model, test)
     table = error_table(pred)["overall"]
-    # The untrained charge network predicts ~0 everywhere (R^2 <= 0); 20 epochs on 39
-    # frames reach R^2 ~ 0.75, a charge MAE of ~25 me (mean |reference charge| 49 me).
+    # The untrained charge readout predicts ~0 everywhere (R^2 <= 0); 20 epochs on 39
+    # frames reach R^2 ~ 0.79, a charge MAE of ~23 me (mean |reference charge| 49 me)
+    # with the default charges read from the model's own features.
     assert table["charges"]["r2"] > 0.5
     for k, atoms in enumerate(test):  # every structure keeps its total charge
         q = pred.charges_pred[pred.atom_slice(k)]

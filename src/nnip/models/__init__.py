@@ -92,10 +92,10 @@ def build(
             functional's parameters (e.g. ``"pbe"``), or a dict of its arguments.
         electrostatics: add Coulomb energy of predicted charges
             (`nnip.physics.electrostatics.Electrostatics`): ``True`` for the defaults or
-            a dict with ``arch`` (charge network architecture, default ``name``; or
-            ``"shared"``: a charge readout on the main model's own final features, one
-            network instead of two), ``params`` (its hyperparameters, default those of
-            the main model),
+            a dict with ``arch`` (default ``"shared"``: a charge readout on the main
+            model's own final features, one network; or an architecture name for a
+            separate charge network, the default when ``params`` is given), ``params``
+            (the separate network's hyperparameters, default those of the main model),
             ``smearing`` (Å, default 1), ``method`` (auto, ewald, pme, direct),
             ``lr_wavelength``, ``mesh_spacing`` (Å).
         **config: hyperparameters of the architecture's config dataclass.
@@ -154,7 +154,9 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
             raise ConfigError(f"unknown electrostatics option {key!r}" + (
                 f"; did you mean {hint[0]!r}?" if hint else
                 f"; options are {list(_ELECTROSTATICS_KEYS)}"))
-    arch = settings.get("arch", name)
+    # default: one network (charges read from the main model's features); ``params``
+    # alone asks for a separate charge network of the main architecture
+    arch = settings.get("arch", name if "params" in settings else "shared")
     if arch == "shared":  # a charge readout on the main term's final features
         if settings.get("params"):
             raise ConfigError("electrostatics arch 'shared' reads charges from the main "
