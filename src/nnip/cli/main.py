@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "validate": "physical checks (MD stability, drift, RDF, EOS, dimers, phonons) + report",
     "al": "active learning: committee, MD exploration, oracle labelling, retraining",
     "md": "molecular dynamics with a model file (NVE, NVT; replicas in one batch)",
+    "export": "compile a model file for C++ / LAMMPS (AOTInductor .pt2)",
     "demo": "make EMT data, train a potential, evaluate it, run MD",
 }
 """Subcommands and their one-line help."""

@@ -121,17 +121,17 @@ class AtomicGraph(_Batch):
     @property
     def n_atoms(self) -> int:
         """Number of atoms in the batch."""
-        return int(self.positions.shape[0])
+        return self.positions.shape[0]  # no int(): keeps a symbolic size symbolic (export)
 
     @property
     def n_systems(self) -> int:
         """Number of structures in the batch."""
-        return int(self.cell.shape[0])
+        return self.cell.shape[0]
 
     @property
     def n_edges(self) -> int:
         """Number of directed edges in the batch."""
-        return int(self.edge_index.shape[1])
+        return self.edge_index.shape[1]
 
     @property
     def atoms_per_system(self) -> torch.Tensor:

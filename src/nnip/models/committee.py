@@ -32,7 +32,7 @@ from nnip.models.potential import (
     _virial_stress,
 )
 
-__all__ = ["Committee"]
+__all__ = ["Committee", "force_spread"]
 
 
 class Committee(Potential):
@@ -89,9 +89,7 @@ class Committee(Potential):
             if compute_forces:
                 forces = -grads[0].to(torch.float64)  # (K, n_atoms, 3)
                 out.forces = forces.mean(0)
-                spread = ((forces - out.forces) ** 2).sum(-1).mean(0).sqrt()  # (n_atoms,)
-                out.forces_uncertainty = calibration * spread * (k_members / (k_members - 1)) \
-                    ** 0.5
+                out.forces_uncertainty = force_spread(forces, self.calibration)
             if compute_stress:
                 virial, stress = _virial_stress(graph, grads[1].sum(0) / k_members)
                 out.virial, out.stress = virial, stress
@@ -107,3 +105,21 @@ class Committee(Potential):
             raise ValueError(f"calibration factor must be > 0, got {factor}")
         self.calibration.fill_(float(factor))
 
+
+def force_spread(forces: torch.Tensor, calibration: torch.Tensor | float = 1.0
+                 ) -> torch.Tensor:
+    """Calibrated per-atom force spread ``(n_atoms,)`` eV/Å of members' forces.
+
+    Args:
+        forces: ``(K, n_atoms, 3)`` eV/Å, one row per member (K >= 2).
+        calibration: factor on the spread (`Committee.set_calibration`).
+
+    Returns:
+        ``calibration * sqrt(K / (K - 1) * mean_k |F_k - F_mean|^2)`` per atom: the
+        unbiased RMS deviation of a member's force vector from the mean.
+    """
+    k = forces.shape[0]
+    mean = forces.mean(0)
+    spread = ((forces - mean) ** 2).sum(-1).mean(0).sqrt()  # (n_atoms,)
+    return torch.as_tensor(calibration, dtype=spread.dtype, device=spread.device) * spread \
+        * (k / (k - 1)) ** 0.5

@@ -173,6 +173,10 @@ class SymmetricContraction(nn.Module):
         self.irreps_out = o3.Irreps(irreps_out)
         self.correlation = correlation
         self.n_types = n_types
+        self.gather_by_element = True
+        """Contract each element's nodes only (eager default, cheapest); ``False``
+        contracts all nodes with every element's weights and masks (n_types x the work,
+        static shapes: what `nnip.export.compiled` traces)."""
         d, m = o3.Irreps(irreps_in).dim, self.irreps_out.dim
         offsets = dict(zip([str(ir) for _, ir in self.irreps_out],
                            [sl.start for sl in self.irreps_out.slices()]))
@@ -203,13 +207,22 @@ class SymmetricContraction(nn.Module):
              for nu in range(1, self.correlation + 1)]  # W[ν-1]: (n_types, K, M, d^ν)
         n, k = A.shape[0], A.shape[1]
         out = A.new_zeros((n, k, self.irreps_out.dim))  # (n_nodes, K, M)
+        gather = self.gather_by_element and self.n_types > 1
         for z in range(self.n_types):
-            idx = torch.nonzero(types == z).squeeze(-1)
-            a = A[idx]  # (n_z, K, d)
+            if gather:  # only the nodes of element z (a data-dependent count)
+                idx = torch.nonzero(types == z).squeeze(-1)
+                a = A[idx]  # (n_z, K, d)
+            else:
+                a = A
             t = torch.einsum("cm...i,nci->ncm...", W[-1][z], a)
             for nu in range(self.correlation - 1, 0, -1):
                 t = torch.einsum("ncm...i,nci->ncm...", t + W[nu - 1][z], a)
-            out = out.index_copy(0, idx, t)  # t: (n_z, K, M)
+            if gather:
+                out = out.index_copy(0, idx, t)  # t: (n_z, K, M)
+            elif self.n_types == 1:
+                out = t
+            else:  # every element's contraction on every node, kept where it applies
+                out = out + (types == z).to(t.dtype)[:, None, None] * t
         return torch.cat([out[:, :, sl].reshape(n, k * ir.dim)
                           for (_, ir), sl in zip(self.irreps_out, self.irreps_out.slices())],
                          dim=-1)  # (n_nodes, K * irreps_out.dim)

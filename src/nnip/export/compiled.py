@@ -1,0 +1,287 @@
+"""Compiled export: an AOTInductor package (``.pt2``) that C++ loads without Python.
+
+``export_compiled(model, "model.pt2")`` traces energy, per-atom energies, forces, virial
+(and a committee's per-atom force spread) of one domain into a single graph — the
+derivatives are traced too (``make_fx`` through ``torch.autograd.grad``), so the
+artefact needs no autograd at run time — exports it with dynamic atom and edge counts
+(``torch.export``) and compiles it with AOTInductor into a package that
+``torch::inductor::AOTIModelPackageLoader`` (C++) or `load_compiled` (Python) runs.
+
+The compiled function (all tensors on the export device):
+
+Inputs:
+    positions ``(n, 3)`` float64, Å: local atoms first, then ghost atoms (periodic images
+        or other domains' atoms, as LAMMPS provides them);
+    atomic_numbers ``(n,)`` int64;
+    edge_index ``(2, n_edges)`` int64: centre ``i``, neighbour ``j`` (every ordered pair
+        within the cutoff whose centre needs a feature: local atoms and, for message
+        passing, ghosts within ``(layers - 1) x cutoff``);
+    edge_shift ``(n_edges, 3)`` int64: lattice images as in `AtomicGraph` (zeros when
+        ghosts are explicit);
+    cell ``(3, 3)`` float64, Å, rows are lattice vectors (any value when shifts are 0);
+    n_local ``()`` int64: atoms ``0..n_local-1`` are owned; only their energies count.
+
+Outputs (float64):
+    energy ``()`` eV, the sum of the owned atoms' energies;
+    energies ``(n,)`` eV per atom (0 for ghosts);
+    forces ``(n, 3)`` eV/Å, ``-d energy / d positions`` on every atom, ghosts included
+        (LAMMPS sums ghost forces back onto their owners);
+    virial ``(3, 3)`` eV, ``-d energy / d strain`` (symmetric; ASE stress = -virial / V);
+    forces_uncertainty ``(n,)`` eV/Å: a committee's calibrated per-atom force spread
+        (zeros for a single model).
+
+The package's metadata (``get_metadata()`` in C++ and Python) holds ``elements``
+(comma-separated symbols), ``cutoff`` (Å), ``ghost_cutoff`` (Å: layers x cutoff, the
+ghost shell message passing needs), ``dtype``, ``committee`` (members, 0 for a single
+model), ``nnip_version``, ``format`` and the model file's provenance summary.
+
+Long-range terms (electrostatics over the whole cell, D3 with its own 15 Å list) do not
+decompose into domains with a finite ghost shell and are refused for now.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from torch import nn
+
+from nnip.data.graph import AtomicGraph
+from nnip.errors import ModelError, ModelFileError
+from nnip.models.committee import Committee, force_spread
+from nnip.models.potential import Potential
+
+__all__ = ["FORMAT", "CompiledPotential", "ExportedModule", "export_compiled",
+           "load_compiled", "parity"]
+
+FORMAT = "nnip-aoti-1"
+"""Version tag of the compiled function's signature (inputs, outputs, metadata)."""
+
+
+class ExportedModule(nn.Module):
+    """The function that is compiled (see the module docstring for its signature).
+
+    Args:
+        potential: a `Potential` or `Committee` without long-range terms.
+    """
+
+    def __init__(self, potential: Potential) -> None:
+        super().__init__()
+        if potential.long_range:
+            names = [n for n, t in _terms(potential) if getattr(t, "long_range", False)]
+            raise ModelError(f"compiled export does not carry long-range terms yet "
+                             f"({names}): they need the whole cell, not a domain with a "
+                             "finite ghost shell; export a model without them")
+        self.potential = potential
+        self.members = potential.members if isinstance(potential, Committee) else [potential]
+        for module in potential.modules():  # static shapes: no per-element gathers
+            if hasattr(module, "gather_by_element"):
+                module.gather_by_element = False
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
+                n_local: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Energy, per-atom energies, forces, virial and force spread of one domain."""
+        dtype = self.potential.model_dtype
+        n, k = positions.shape[0], len(self.members)
+        owned = (torch.arange(n, device=positions.device) < n_local).to(torch.float64)
+        # one copy of positions and strain per member: one backward pass for all
+        pos = positions.detach().to(dtype).unsqueeze(0).repeat(k, 1, 1).requires_grad_(True)
+        strain = torch.zeros((k, 3, 3), dtype=dtype, device=positions.device,
+                             requires_grad=True)
+        energies = []
+        for m, member in enumerate(self.members):
+            sym = 0.5 * (strain[m] + strain[m].T)
+            graph = AtomicGraph(
+                positions=pos[m] + pos[m] @ sym, atomic_numbers=atomic_numbers,
+                system_idx=torch.zeros(n, dtype=torch.long, device=positions.device),
+                cell=(cell.to(dtype) + cell.to(dtype) @ sym).unsqueeze(0),
+                pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
+                total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
+                edge_index=edge_index, edge_shift=edge_shift)
+            energies.append(member.atom_energies(graph) * owned)  # (n,) float64
+        per_member = torch.stack(energies)  # (k, n)
+        grad_pos, grad_strain = torch.autograd.grad(per_member.sum(), [pos, strain])
+        forces = -grad_pos.to(torch.float64)  # (k, n, 3)
+        virial = -grad_strain.to(torch.float64).mean(0)  # (3, 3)
+        if k > 1:
+            spread = force_spread(forces, self.potential.calibration)
+        else:
+            spread = torch.zeros(n, dtype=torch.float64, device=positions.device)
+        mean = per_member.mean(0).detach()
+        return mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), spread
+
+
+def _terms(potential: Potential) -> list[tuple[str, nn.Module]]:
+    members = potential.members if isinstance(potential, Committee) else [potential]
+    return [(name, term) for m in members for name, term in m.terms.items()]
+
+
+def _graph_inputs(atoms: Atoms, cutoff: float, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, ...]:
+    """The compiled function's inputs for one ASE structure (all atoms owned)."""
+    graph = AtomicGraph.from_atoms(atoms, cutoff, device=device)
+    return (graph.positions, graph.atomic_numbers, graph.edge_index, graph.edge_shift,
+            graph.cell[0], torch.tensor(graph.n_atoms, device=graph.positions.device))
+
+
+def _example(elements: list[str], cutoff: float) -> Atoms:
+    """A small periodic structure with every element and > 2 atoms and edges."""
+    rng = np.random.default_rng(0)
+    n = max(8, 2 * len(elements))
+    side = 1.3 * cutoff
+    symbols = [elements[k % len(elements)] for k in range(n)]
+    positions = rng.uniform(0.0, side, size=(n, 3))
+    # keep atoms >= 0.9 Å apart (the graph builder refuses near-overlaps)
+    for k in range(1, n):
+        while np.min(np.linalg.norm(positions[:k] - positions[k], axis=1)) < 0.9:
+            positions[k] = rng.uniform(0.0, side, size=3)
+    return Atoms(symbols, positions=positions, cell=[side] * 3, pbc=True)
+
+
+def _layers(potential: Potential) -> int:
+    member = potential.members[0] if isinstance(potential, Committee) else potential
+    return int(member.spec.get("config", {}).get("n_interactions", 1))
+
+
+def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLike, *,
+                    device: str = "cpu", example: Atoms | None = None,
+                    progress: bool = True) -> Path:
+    """Compile ``model`` into an AOTInductor package at ``path`` (``.pt2``).
+
+    Args:
+        model: a `Potential`, `Committee` or a model file path.
+        path: the package to write.
+        device: ``cpu`` or ``cuda``: the device the package runs on.
+        example: a structure to trace with (default: a small random periodic cell of the
+            model's elements); sizes stay dynamic either way.
+        progress: print what it does (compilation takes tens of seconds).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ModelError: the model has long-range terms.
+    """
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from nnip import __version__
+
+    provenance: dict[str, Any] = {}
+    if not isinstance(model, nn.Module):
+        from nnip.export.model_file import load_model, read_metadata
+
+        meta = read_metadata(model)
+        source = meta.get("provenance") or {}
+        provenance = {"model_file": str(model), "license": meta.get("license"),
+                      **{k: source.get(k) for k in ("date", "git_commit", "nnip_version")},
+                      "training_data": source.get("training_data")}
+        model = load_model(model, device=device)
+    model = copy.deepcopy(model).to(device).eval()  # the caller's model stays as it was
+    for p in model.parameters():
+        p.requires_grad_(False)
+    module = ExportedModule(model)
+    example = example if example is not None else _example(model.elements, model.cutoff)
+    inputs = _graph_inputs(example, model.cutoff, device)
+    say = print if progress else (lambda *a, **k: None)
+    start = time.perf_counter()
+    with torch.enable_grad():
+        traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
+    n_atoms = torch.export.Dim("n_atoms", min=2)
+    n_edges = torch.export.Dim("n_edges", min=2)
+    program = torch.export.export(
+        traced, inputs, strict=False,
+        dynamic_shapes=({0: n_atoms}, {0: n_atoms}, {1: n_edges}, {0: n_edges}, None, None))
+    say(f"nnip export: traced and exported in {time.perf_counter() - start:.0f} s; "
+        "compiling with AOTInductor ...")
+    metadata = {
+        "format": FORMAT, "elements": ",".join(model.elements), "cutoff": repr(model.cutoff),
+        "ghost_cutoff": repr(_layers(model) * model.cutoff),
+        "dtype": str(model.model_dtype).removeprefix("torch."),
+        "committee": str(len(model.members) if isinstance(model, Committee) else 0),
+        "nnip_version": __version__, "device": device, "provenance": json.dumps(provenance),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.pt2")
+    torch._inductor.aoti_compile_and_package(
+        program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": metadata})
+    os.replace(tmp, path)
+    say(f"nnip export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
+        f"{time.perf_counter() - start:.0f} s")
+    return path
+
+
+class CompiledPotential:
+    """A compiled package, run from Python on ASE structures (for tests and checks).
+
+    Args:
+        path: a package written by `export_compiled`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such compiled model")
+        try:
+            self.runner = torch._inductor.aoti_load_package(str(path))
+        except Exception as err:  # noqa: BLE001  (any loader failure: not a package)
+            raise ModelFileError(f"{path}: not an AOTInductor package nnip can load "
+                                 f"({type(err).__name__}: {err})") from err
+        self.metadata = dict(self.runner.get_metadata())
+        if self.metadata.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: compiled format {self.metadata.get('format')!r}, "
+                                 f"this nnip reads {FORMAT!r}")
+        self.elements = self.metadata["elements"].split(",")
+        self.cutoff = float(self.metadata["cutoff"])
+        self.device = self.metadata.get("device", "cpu")
+
+    def __call__(self, atoms: Atoms) -> dict[str, np.ndarray | float]:
+        """Evaluate the package on one structure (all atoms owned).
+
+        Returns:
+            ``energy`` (eV), ``energies`` (n,) eV, ``forces`` (n, 3) eV/Å, ``virial``
+            (3, 3) eV, ``stress`` (6,) eV/Å³ (Voigt, ASE sign; periodic cells only),
+            ``forces_uncertainty`` (n,) eV/Å.
+        """
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.elements))
+        if unknown:
+            raise ModelError(f"element(s) {unknown} not known to this compiled model, "
+                             f"which was made for {self.elements}")
+        outputs = self.runner(*_graph_inputs(atoms, self.cutoff, self.device))
+        energy, energies, forces, virial, spread = (t.detach().cpu().numpy() for t in outputs)
+        out: dict[str, Any] = {"energy": float(energy), "energies": energies,
+                               "forces": forces, "virial": virial,
+                               "forces_uncertainty": spread}
+        if atoms.pbc.all():
+            stress = -virial / atoms.get_volume()
+            out["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        return out
+
+
+def parity(model: Potential, path: str | os.PathLike, atoms: Atoms) -> dict[str, float]:
+    """Largest differences between the compiled package and ``model`` on ``atoms``.
+
+    Returns:
+        ``energy`` (eV), ``energies`` (eV), ``forces`` (eV/Å), ``virial`` (eV) and, for a
+        committee, ``forces_uncertainty`` (eV/Å): max absolute differences.
+    """
+    compiled = load_compiled(path)(atoms)
+    graph = AtomicGraph.from_atoms(atoms, model.cutoff, device=model.device)
+    out = model(graph, compute_forces=True, compute_stress=True)
+    reference = {"energy": out.energy[0], "energies": out.energies, "forces": out.forces,
+                 "virial": out.virial[0], "forces_uncertainty": out.forces_uncertainty}
+    return {key: float(np.abs(np.asarray(compiled[key]) - value.cpu().numpy()).max())
+            for key, value in reference.items() if value is not None}
+
+
+def load_compiled(path: str | os.PathLike) -> CompiledPotential:
+    """Load a compiled package for use from Python (`CompiledPotential`)."""
+    return CompiledPotential(path)
