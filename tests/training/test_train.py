@@ -197,3 +197,28 @@ def test_init_from_warm_starts_the_learned_weights(emt_file, tmp_path):
     config["output"]["run_dir"] = str(tmp_path / "c")
     with pytest.raises(Exception, match="missing.nnip"):
         train(config, progress=False)
+
+
+def test_a_divergence_rolls_back_to_the_best_weights_with_half_the_lr(emt_file, tmp_path,
+                                                                     capsys, monkeypatch):
+    from nnip.training import trainer
+
+    original = trainer._Run._train_step
+
+    def wreck_in_epoch_4(self, indices):  # what a too-large Adam step does to the weights
+        out = original(self, indices)
+        if self.step == 3 * self.steps_per_epoch + 1:
+            with torch.no_grad():
+                for p in (*self.model.parameters(), *self.ema.parameters()):
+                    p.mul_(40.0)
+        return out
+
+    monkeypatch.setattr(trainer._Run, "_train_step", wreck_in_epoch_4)
+    config = small_config(emt_file, tmp_path / "run", epochs=8, scheduler="cosine")
+    result = train(config, progress=False)
+    history = result.history
+    assert [bool(row.get("rolled_back")) for row in history] == [False] * 3 + [True] + \
+        [False] * 4
+    assert "diverged; back to the best weights" in capsys.readouterr().err
+    assert history[4]["lr"] < 0.55 * config["train"]["lr"]  # cosine from half the lr
+    assert history[-1]["val_loss"] < 2 * min(row["val_loss"] for row in history[:3])

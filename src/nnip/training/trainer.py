@@ -39,6 +39,8 @@ from nnip.training.loss import Loss
 __all__ = ["train", "TrainResult", "prepare"]
 
 CHECKPOINT = "checkpoint.pt"
+DIVERGED = 10.0
+"""An epoch whose validation loss exceeds this multiple of the stage's best diverged."""
 # Settings that may change when a run is resumed (they do not change its past).
 _RESUMABLE = {"epochs", "time_limit_min", "checkpoint_every", "threads", "device",
               "early_stopping_patience"}
@@ -205,6 +207,7 @@ class _Run:
         self.scheduler = self._make_scheduler()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val, self.stale_epochs = math.inf, 0
+        self.lr_scale = 1.0  # halved at each roll-back after a divergence
         self.history: list[dict[str, Any]] = []
         self.running: list[float] = []  # training losses of the current epoch so far
         self.elapsed = 0.0
@@ -237,7 +240,8 @@ class _Run:
         t, c = self.config.train, self.config.loss
         done = self.fraction_done()
         if t.scheduler == "cosine":
-            lr = t.min_lr + 0.5 * (t.lr - t.min_lr) * (1.0 + math.cos(math.pi * done))
+            lr = t.min_lr + 0.5 * (self.lr_scale * t.lr - t.min_lr) * \
+                (1.0 + math.cos(math.pi * done))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         if c.final_energy_weight > 0 and self.stage == 0 and done >= 1.0 - c.final_fraction:
@@ -256,7 +260,8 @@ class _Run:
             "step": self.step, "epoch": self.epoch, "stage": self.stage,
             "batch_in_epoch": self.batch_in_epoch,
             "best_val": self.best_val, "stale_epochs": self.stale_epochs,
-            "history": self.history, "running": self.running, "elapsed": self.elapsed,
+            "lr_scale": self.lr_scale, "history": self.history, "running": self.running,
+            "elapsed": self.elapsed,
             "rng": torch.random.get_rng_state(),
         }
 
@@ -287,6 +292,7 @@ class _Run:
                     "running", "elapsed"):
             setattr(self, key, state[key])
         self.stage = state.get("stage", 0)
+        self.lr_scale = state.get("lr_scale", 1.0)
         torch.random.set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------- training
@@ -398,6 +404,25 @@ class _Run:
                 self.best_val = min(val, self.best_val)
             self.best_state = self._ema_snapshot()
 
+    def _roll_back(self, row: dict[str, Any], val: float) -> str:
+        """Return to the best weights after a divergence, with half the learning rate.
+
+        A step too large for the loss landscape can throw the weights into a region they
+        never leave (every output the same); training on from there wastes the budget and
+        the final stage would pick that state. Model and EMA go back to the best EMA
+        weights, Adam's moments are cleared, and the learning rate is halved.
+        """
+        self.model.load_state_dict(self.best_state)
+        self.ema.load_state_dict(self.best_state)
+        self.optimizer.state.clear()
+        self.lr_scale *= 0.5
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.5
+        row["rolled_back"] = True
+        return (f"nnip train: validation loss {val:.4g} > {DIVERGED:g} x the best "
+                f"{self.best_val:.4g} at epoch {self.epoch + 1}: diverged; back to the best "
+                f"weights with half the learning rate (x{self.lr_scale:g})")
+
     def _end_epoch(self, bar: _Bar) -> bool:
         t = self.config.train
         metrics = self.validate()
@@ -406,6 +431,9 @@ class _Run:
                "train_loss": float(np.mean(self.running)),
                "time_s": round(self.elapsed, 2), **metrics}
         val = metrics.get("val_loss", row["train_loss"])
+        if math.isfinite(self.best_val) and not val < DIVERGED * self.best_val:
+            bar.log(self._roll_back(row, val), always=True)
+            val = self.best_val
         improved = val is not None and val < self.best_val
         if improved:
             self.best_val, self.stale_epochs = val, 0
@@ -510,10 +538,10 @@ class _Bar:
         if self.live:
             self.progress.update(self.task, advance=1, description=description)
 
-    def log(self, text: str) -> None:
+    def log(self, text: str, always: bool = False) -> None:
         if self.live:
             self.progress.console.print(text)
-        elif self.enabled:
+        elif self.enabled or always:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
