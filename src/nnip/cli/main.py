@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "al": "active learning: committee, MD exploration, oracle labelling, retraining",
     "md": "molecular dynamics with a model file (NVE, NVT; replicas in one batch)",
     "export": "compile a model file for C++ / LAMMPS (AOTInductor .pt2)",
+    "lammps": "build the LAMMPS plugin (pair_style nnip) and run lmp with it",
     "demo": "make EMT data, train a potential, evaluate it, run MD",
 }
 """Subcommands and their one-line help."""
@@ -57,7 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nnip.errors import NNIPError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # a command may pass unknown arguments through (``nnip lammps run -in in.lammps``)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "passthrough"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.passthrough = list(args.passthrough) + extra
     if args.version:
         import nnip
 

