@@ -162,10 +162,22 @@ void PairNNIP::compute(int eflag, int vflag)
   const int n = nall + 2;    // + 2 far-away, unowned dummy atoms: never an empty input
   const double cutsq_model = cutoff * cutoff;
 
+  // Only atoms within (layers - 1) x cutoff of an owned atom need their own edges: the
+  // outer ghosts are neighbours only. The box around the owned atoms bounds that reach.
+  const double reach = ghost_cutoff - cutoff;
+  double lo[3] = {1e300, 1e300, 1e300}, hi[3] = {-1e300, -1e300, -1e300};
+  for (int i = 0; i < nlocal; i++)
+    for (int k = 0; k < 3; k++) {
+      lo[k] = std::min(lo[k], x[i][k] - reach);
+      hi[k] = std::max(hi[k], x[i][k] + reach);
+    }
   std::vector<int64_t> centre, neighbour;
   const int nlisted = list->inum + list->gnum;
   for (int ii = 0; ii < nlisted; ii++) {
     const int i = list->ilist[ii];
+    if (i >= nlocal && (x[i][0] < lo[0] || x[i][0] > hi[0] || x[i][1] < lo[1] ||
+                        x[i][1] > hi[1] || x[i][2] < lo[2] || x[i][2] > hi[2]))
+      continue;
     const int *jlist = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
