@@ -5,6 +5,7 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk, molecule
 
 from nnip.cli.main import main as cli
@@ -71,3 +72,12 @@ def test_cli_export_and_clear_errors(tmp_path, capsys):
     (tmp_path / "junk.pt2").write_text("not a package")
     with pytest.raises(ModelFileError, match="junk.pt2"):
         load_compiled(tmp_path / "junk.pt2")
+
+
+def test_float32_models_compile_and_agree_to_float32_precision(tmp_path):
+    model = build("painn", ["Cu", "Ni"], 4.0, n_features=16, n_interactions=2,
+                  dtype=torch.float32)
+    path = export_compiled(model, tmp_path / "f32.pt2", progress=False)
+    assert load_compiled(path).metadata["dtype"] == "float32"
+    diff = parity(model, path, _triclinic_alloy())
+    assert diff["forces"] < 1e-4 and diff["energy"] < 1e-4

@@ -212,8 +212,19 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.pt2")
-    torch._inductor.aoti_compile_and_package(
-        program, package_path=str(tmp), inductor_configs={"aot_inductor.metadata": metadata})
+    configs: dict[str, Any] = {"aot_inductor.metadata": metadata}
+    try:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
+                                                 inductor_configs=configs)
+    except Exception as err:  # noqa: BLE001  (an Inductor code-generation failure)
+        if device != "cpu":
+            raise
+        # torch 2.13's vectorised C++ code generation fails on some float32 graphs
+        # (an assertion in cpp.py); scalar code generation compiles them.
+        say(f"nnip export: vectorised code generation failed ({type(err).__name__}); "
+            "compiling without SIMD vectorisation")
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(tmp), inductor_configs={**configs, "cpp.simdlen": 1})
     os.replace(tmp, path)
     say(f"nnip export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - start:.0f} s")
