@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import ase.io
@@ -106,8 +105,33 @@ print(json.dumps({{"steps_per_s": result.steps / result.seconds,
     return {"engine": "nnip.md", "processes": 1, "threads": threads, "atoms": 4 * n**3, **row}
 
 
+def write_results(rows: list[dict], steps: int) -> str:
+    """Write results/lammps.json and results/lammps.md; returns the Markdown."""
+    meta = {**run_meta(2), "model": f"painn {MODEL}, cutoff {CUTOFF} Å, float32",
+            "steps": steps}
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / "lammps.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+    def speedup(r: dict) -> str:
+        base = [b for b in rows if b["atoms"] == r["atoms"] and b["engine"] == r["engine"]
+                and b["processes"] * b["threads"] == 1]
+        return f"{r['steps_per_s'] / base[0]['steps_per_s']:.2f}" if base else "–"
+
+    table = markdown_table(
+        ["atoms", "engine", "processes x threads", "steps/s", "ns/day (1 fs)",
+         "speed-up vs 1 core", "peak RSS per process (GB)"],
+        ([f"{r['atoms']:,}", r["engine"], f"{r['processes']} x {r['threads']}",
+          f"{r['steps_per_s']:.3g}", f"{r['steps_per_s'] * 86400 * 1e-6:.3g}", speedup(r),
+          f"{r['peak_rss_GB']:.2f}"] for r in rows))
+    text = "\n".join([f"{meta['machine']}, {meta['date']}, nnip {meta['nnip']}, torch "
+                      f"{meta['torch']}; {meta['model']}; {steps} timed steps", "", *table])
+    (results / "lammps.md").write_text(text + "\n")
+    return text
+
+
 def main() -> None:
-    """Run the grid and write results/lammps.json and results/lammps.md."""
+    """Run the grid; results/lammps.{json,md} are rewritten after every row."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32],
                         help="cubic fcc repeats (4 n^3 atoms)")
@@ -121,31 +145,15 @@ def main() -> None:
     model_path = work / "painn32x2_f32.pt2"
     if not model_path.is_file():
         export_compiled(_model(), model_path)
-    rows = []
+    rows: list[dict] = []
     for n in args.sizes:
-        for ranks in (1, 2):
-            rows.append(_lammps(work, model_path, n, ranks, args.steps))
-            print(json.dumps(rows[-1]), flush=True)
+        runs = [lambda r=r: _lammps(work, model_path, n, r, args.steps) for r in (1, 2)]
         if not args.skip_nnip:
-            for threads in (1, 2):
-                rows.append(_nnip(n, threads, args.steps))
-                print(json.dumps(rows[-1]), flush=True)
-    meta = {**run_meta(2), "model": f"painn {MODEL}, cutoff {CUTOFF} Å, float32",
-            "steps": args.steps, "timestamp": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                              time.gmtime())}
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    (results / "lammps.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    table = markdown_table(
-        ["atoms", "engine", "processes x threads", "steps/s", "ns/day (1 fs)",
-         "speed-up vs 1 core", "peak RSS per process (GB)"],
-        ([f"{r['atoms']:,}", r["engine"], f"{r['processes']} x {r['threads']}",
-          f"{r['steps_per_s']:.3g}", f"{r['steps_per_s'] * 86400 * 1e-6:.3g}",
-          f"{r['steps_per_s'] / next(b['steps_per_s'] for b in rows if b['atoms'] == r['atoms'] and b['engine'] == r['engine'] and b['processes'] * b['threads'] == 1):.2f}",  # noqa: E501
-          f"{r['peak_rss_GB']:.2f}"] for r in rows))
-    text = "\n".join([f"{meta['machine']}, {meta['date']}, nnip {meta['nnip']}, torch "
-                      f"{meta['torch']}; {meta['model']}", "", *table])
-    (results / "lammps.md").write_text(text + "\n")
+            runs += [lambda t=t: _nnip(n, t, args.steps) for t in (1, 2)]
+        for run in runs:
+            rows.append(run())
+            print(json.dumps(rows[-1]), flush=True)
+            text = write_results(rows, args.steps)
     print(text)
 
 
