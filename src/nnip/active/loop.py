@@ -379,8 +379,7 @@ def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *
                 f"({counts['n_candidates']} candidates, {counts['n_past_upper']} past the "
                 f"upper level); {len(chosen)} selected")
             _write_atomic_frames(it_dir / "selected.extxyz", [frames[i] for i in chosen])
-            ramped = _temperatures(config.explore, k) == \
-                _temperatures(config.explore, len(config.explore.temperatures_K))
+            ramped = not config.explore.ramp or k + 1 >= len(config.explore.temperatures_K)
             done = (fraction < config.target_uncertain_fraction and ramped) \
                 or k >= config.iterations
             state.data["phase"] = "finish" if done else "label"

@@ -79,12 +79,13 @@ class ExportedModule(nn.Module):
     def __init__(self, potential: Potential) -> None:
         super().__init__()
         if potential.long_range:
-            names = [n for n, t in _terms(potential) if getattr(t, "long_range", False)]
+            names = [name for m in _members(potential) for name, term in m.terms.items()
+                     if getattr(term, "long_range", False)]
             raise ModelError(f"compiled export does not carry long-range terms yet "
                              f"({names}): they need the whole cell, not a domain with a "
                              "finite ghost shell; export a model without them")
         self.potential = potential
-        self.members = potential.members if isinstance(potential, Committee) else [potential]
+        self.members = _members(potential)
         for module in potential.modules():  # static shapes: no per-element gathers
             if hasattr(module, "gather_by_element"):
                 module.gather_by_element = False
@@ -100,13 +101,14 @@ class ExportedModule(nn.Module):
         pos = positions.detach().to(dtype).unsqueeze(0).repeat(k, 1, 1).requires_grad_(True)
         strain = torch.zeros((k, 3, 3), dtype=dtype, device=positions.device,
                              requires_grad=True)
+        cell = cell.to(dtype)
         energies = []
         for m, member in enumerate(self.members):
             sym = 0.5 * (strain[m] + strain[m].T)
             graph = AtomicGraph(
                 positions=pos[m] + pos[m] @ sym, atomic_numbers=atomic_numbers,
                 system_idx=torch.zeros(n, dtype=torch.long, device=positions.device),
-                cell=(cell.to(dtype) + cell.to(dtype) @ sym).unsqueeze(0),
+                cell=(cell + cell @ sym).unsqueeze(0),
                 pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
                 total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
                 edge_index=edge_index, edge_shift=edge_shift)
@@ -119,9 +121,9 @@ class ExportedModule(nn.Module):
         return mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), forces
 
 
-def _terms(potential: Potential) -> list[tuple[str, nn.Module]]:
-    members = potential.members if isinstance(potential, Committee) else [potential]
-    return [(name, term) for m in members for name, term in m.terms.items()]
+def _members(potential: Potential) -> list[Potential]:
+    """A committee's members, or the single potential."""
+    return potential.members if isinstance(potential, Committee) else [potential]
 
 
 def _graph_inputs(atoms: Atoms, cutoff: float, device: torch.device | str = "cpu"
@@ -147,8 +149,7 @@ def _example(elements: list[str], cutoff: float) -> Atoms:
 
 
 def _layers(potential: Potential) -> int:
-    member = potential.members[0] if isinstance(potential, Committee) else potential
-    return int(member.spec.get("config", {}).get("n_interactions", 1))
+    return int(_members(potential)[0].spec.get("config", {}).get("n_interactions", 1))
 
 
 def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLike, *,
