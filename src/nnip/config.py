@@ -177,7 +177,14 @@ class TrainConfig:
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: structures per step.
+        batch_size: structures per step (per step of all processes together when
+            training with ``torchrun``).
+        batch_atoms: when > 0, batches are cut by this budget of atoms instead of
+            ``batch_size`` structures (consecutive structures of the shuffled order until
+            the next would exceed it; a larger structure trains alone), so that data
+            sets with large cells do not run out of memory.
+        max_steps: stop after this many optimizer steps (0: no limit); like the time
+            limit, honoured inside an epoch.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         scheduler: ``plateau`` (halve on a stalled validation loss), ``cosine`` (from
@@ -211,6 +218,8 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 4
+    batch_atoms: int = 0
+    max_steps: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.0
     scheduler: Literal["plateau", "cosine", "none"] = "plateau"
@@ -237,6 +246,9 @@ class TrainConfig:
         _in_range("train.lr", self.lr, 1e-8, 1.0)
         _in_range("train.ema_decay", self.ema_decay, 0.0, 0.99999)
         _in_range("train.plateau_factor", self.plateau_factor, 0.01, 0.99)
+        for name in ("batch_atoms", "max_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.time_limit_min < 0:
             raise ConfigError(f"train.time_limit_min must be >= 0 min, got {self.time_limit_min}")
 

@@ -19,6 +19,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "train": "fit a potential from a YAML config",
     "eval": "errors of a model on labelled data",
+    "data": "convert labelled files into an on-disk store (data larger than memory)",
     "info": "print metadata and provenance of a model file",
     "validate": "physical checks (MD stability, drift, RDF, EOS, dimers, phonons) + report",
     "al": "active learning: committee, MD exploration, oracle labelling, retraining",

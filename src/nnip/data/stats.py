@@ -21,6 +21,16 @@ def energy_scale(frames: Sequence[Atoms], e0: Mapping[str, float]) -> float:
         frames: training structures with labels.
         e0: per-element reference energies in eV.
     """
+    if hasattr(frames, "force_rms"):  # a `nnip.data.store.FrameStore`: streamed
+        rms = frames.force_rms()
+        if rms is not None and rms > 1e-3:
+            return float(rms)
+        symbols, counts = frames.composition()
+        energy, has_energy = frames.energies()
+        base = counts @ np.array([e0[s] for s in symbols])
+        residual = ((energy - base) / counts.sum(axis=1))[has_energy]
+        return float(np.std(residual)) if len(residual) > 1 and np.std(residual) > 1e-3 \
+            else 1.0
     forces = [np.asarray(a.calc.results["forces"]).ravel() for a in frames
               if a.calc is not None and "forces" in a.calc.results]
     if forces:

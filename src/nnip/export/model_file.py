@@ -371,9 +371,13 @@ def data_fingerprint(frames: Sequence[Atoms]) -> dict[str, Any]:
         ``{"sha256": hex, "n_structures": int, "n_atoms": int,
         "counts_per_element": {symbol: atoms}, "labels": {"energy": n, "forces": n,
         "stress": n}}``; elements in order of atomic number, labels counted per
-        structure.
+        structure. For an on-disk store (`nnip.data.store.FrameStore`) the hash covers
+        the store's own hash and the indices of the structures used, and the record
+        also names the store.
 
     """
+    if hasattr(frames, "fingerprint"):  # a `nnip.data.store.FrameStore`: its own hash
+        return frames.fingerprint()
     digest = hashlib.sha256(b"nnip-data-fingerprint-v1")
     counts: dict[int, int] = {}
     labels = dict.fromkeys(_LABELS, 0)

@@ -96,28 +96,39 @@ def fit_reference_energies(
 
     """
     index = {s: k for k, s in enumerate(elements)}
-    rows, energies = [], []
-    for k, atoms in enumerate(frames):
-        if atoms.calc is None or "energy" not in atoms.calc.results:
-            continue
-        counts = np.zeros(len(elements))
-        for s in atoms.get_chemical_symbols():
-            if s not in index:
-                raise DataError(f"element {s} not among the model's {list(elements)}",
-                                source=atoms.info.get("source"), index=k,
-                                field="atomic_numbers")
-            counts[index[s]] += 1
-        rows.append(counts)
-        energies.append(float(atoms.calc.results["energy"]))
-    if not rows:
+    if hasattr(frames, "composition"):  # a `nnip.data.store.FrameStore`: streamed columns
+        present, store_counts = frames.composition()
+        unknown = [s for s in present if s not in index]
+        if unknown:
+            raise DataError(f"element(s) {unknown} not among the model's {list(elements)}",
+                            source=str(frames.path), field="atomic_numbers")
+        energy, has_energy = frames.energies()
+        counts = np.zeros((int(has_energy.sum()), len(elements)))
+        counts[:, [index[s] for s in present]] = store_counts[has_energy]
+        energies = energy[has_energy]
+    else:
+        rows, energy_list = [], []
+        for k, atoms in enumerate(frames):
+            if atoms.calc is None or "energy" not in atoms.calc.results:
+                continue
+            row = np.zeros(len(elements))
+            for s in atoms.get_chemical_symbols():
+                if s not in index:
+                    raise DataError(f"element {s} not among the model's {list(elements)}",
+                                    source=atoms.info.get("source"), index=k,
+                                    field="atomic_numbers")
+                row[index[s]] += 1
+            rows.append(row)
+            energy_list.append(float(atoms.calc.results["energy"]))
+        counts, energies = np.array(rows).reshape(-1, len(elements)), np.array(energy_list)
+    if not len(energies):
         raise DataError("no structure has an energy label to fit reference energies",
                         field="energy")
-    counts = np.array(rows)
-    solution, _, rank, _ = np.linalg.lstsq(counts, np.array(energies), rcond=rcond)
+    solution, _, rank, _ = np.linalg.lstsq(counts, energies, rcond=rcond)
     if rank < len(elements):
         present = [s for s, n in zip(elements, counts.sum(axis=0)) if n > 0]
         warnings.warn(
-            f"the compositions of the {len(rows)} labelled structures do not determine the "
+            f"the compositions of the {len(energies)} labelled structures do not determine the "
             f"reference energy of every element ({present} appear in only {rank} independent "
             "combinations): the split of E0 between elements is arbitrary (minimum norm). "
             "Energies of these compositions are unaffected, but isolated atoms, dimers and "

@@ -26,9 +26,10 @@ import yaml
 from ase import Atoms
 
 from nnip.config import Config, config_from_dict, config_to_dict, load_config
-from nnip.data.datasets import StructureDataset
+from nnip.data.datasets import StructureDataset, batches_by_atoms
 from nnip.data.io import read
 from nnip.data.stats import energy_scale
+from nnip.data.store import FrameStore, is_store
 from nnip.errors import ConfigError, TrainingError
 from nnip.models import MODELS, build
 from nnip.models.potential import Potential
@@ -42,7 +43,7 @@ CHECKPOINT = "checkpoint.pt"
 DIVERGED = 10.0
 """An epoch whose validation loss exceeds this multiple of the stage's best diverged."""
 # Settings that may change when a run is resumed (they do not change its past).
-_RESUMABLE = {"epochs", "time_limit_min", "checkpoint_every", "threads", "device",
+_RESUMABLE = {"epochs", "max_steps", "time_limit_min", "checkpoint_every", "threads", "device",
               "early_stopping_patience"}
 
 
@@ -69,14 +70,30 @@ class TrainResult:
 
 @dataclass
 class _Splits:
-    train: list[Atoms]
-    validation: list[Atoms]
-    test: list[Atoms]
+    """Structures of each split: lists in memory, or views of an on-disk store."""
+
+    train: Sequence[Atoms]
+    validation: Sequence[Atoms]
+    test: Sequence[Atoms]
 
 
-def _read_all(files: Sequence[str], config: Config) -> list[Atoms]:
+def _take(frames: Sequence[Atoms], indices: Sequence[int]) -> Sequence[Atoms]:
+    """Structures ``indices`` of ``frames`` (a store view stays a view)."""
+    if isinstance(frames, FrameStore):
+        return frames[np.asarray(indices, dtype=np.int64)]
+    return [frames[int(i)] for i in indices]
+
+
+def _read_all(files: Sequence[str], config: Config) -> Sequence[Atoms]:
     frames: list[Atoms] = []
     d = config.data
+    stores = [f for f in files if is_store(f)]
+    if stores:
+        if len(files) > 1:
+            raise ConfigError(f"an on-disk store ({stores[0]}) must be the only file of its "
+                              f"split, got {list(files)}; convert them into one store: "
+                              "nnip data convert FILES... -o data.h5")
+        return FrameStore(stores[0])
     for f in files:
         frames += read(f, energy_key=d.energy_key, forces_key=d.forces_key,
                        stress_key=d.stress_key, weight_key=d.weight_key)
@@ -95,10 +112,10 @@ def _split(config: Config) -> _Splits:
         n_val = 1
     held_val, held_test = order[:n_val], order[n_val:n_val + n_test]
     keep = order[n_val + n_test:]
-    validation = validation or [train[i] for i in sorted(held_val)]
-    test = test or [train[i] for i in sorted(held_test)]
-    train = [train[i] for i in sorted(keep)]
-    if not train:
+    validation = validation or _take(train, np.sort(held_val))
+    test = test or _take(train, np.sort(held_test))
+    train = _take(train, np.sort(keep))
+    if not len(train):
         raise ConfigError("no training structures left after holding out validation/test")
     return _Splits(train, validation, test)
 
@@ -113,8 +130,8 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
     """
     resolved = copy.deepcopy(config)
     m = resolved.model
-    elements = sorted({s for a in splits.train + splits.validation + splits.test
-                       for s in a.get_chemical_symbols()})
+    elements = sorted(set().union(*(_elements(f) for f in
+                                    (splits.train, splits.validation, splits.test))))
     if not m.e0:
         m.e0 = fit_reference_energies(splits.train, elements)
     missing = [s for s in elements if s not in m.e0]
@@ -129,6 +146,12 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
             es["params"] = _with_avg_neighbors(es.get("arch", m.arch), es["params"], train_set)
         m.electrostatics = es or True
     return resolved
+
+
+def _elements(frames: Sequence[Atoms]) -> set[str]:
+    if isinstance(frames, FrameStore):
+        return set(frames.composition()[0]) if len(frames) else set()
+    return {s for a in frames for s in a.get_chemical_symbols()}
 
 
 def _with_avg_neighbors(arch: str, params: dict[str, Any], train_set: StructureDataset
@@ -203,7 +226,7 @@ class _Run:
         self.stage = 0  # 1 once the final (energy-weighted) stage has begun
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr,
                                            weight_decay=t.weight_decay)
-        self.steps_per_epoch = math.ceil(len(self.train_set) / t.batch_size)
+        self.steps_per_epoch = len(self._batches(0))
         self.scheduler = self._make_scheduler()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val, self.stale_epochs = math.inf, 0
@@ -228,9 +251,14 @@ class _Run:
         return self.losses[self.stage]
 
     def fraction_done(self) -> float:
-        """Fraction of the run done: of the epoch budget or of the time limit, if sooner."""
+        """Fraction of the run done.
+
+        Of the epoch budget, or of the step or time limit when that is reached sooner.
+        """
         t = self.config.train
         done = self.step / (t.epochs * self.steps_per_epoch)
+        if t.max_steps:
+            done = max(done, self.step / t.max_steps)
         if t.time_limit_min:
             done = max(done, self.elapsed / (60.0 * t.time_limit_min))
         return min(done, 1.0)
@@ -296,9 +324,14 @@ class _Run:
         torch.random.set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------- training
-    def _order(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.config.train.seed * 100_003 + epoch)
-        return torch.randperm(len(self.train_set), generator=g).tolist()
+    def _batches(self, epoch: int) -> list[Sequence[int]]:
+        """The batches of ``epoch``: a seeded shuffle cut by structures or atoms."""
+        t = self.config.train
+        g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.train_set), generator=g).numpy()
+        if t.batch_atoms:
+            return batches_by_atoms(order, self.train_set.atom_counts, t.batch_atoms)
+        return [order[k:k + t.batch_size] for k in range(0, len(order), t.batch_size)]
 
     def _train_step(self, indices: Sequence[int]) -> dict[str, float]:
         self._schedule()
@@ -358,13 +391,15 @@ class _Run:
         start_time = time.monotonic() - self.elapsed
         bar = _Bar(self.progress, total=t.epochs * self.steps_per_epoch, done=self.step)
         self.tensorboard = _open_tensorboard(self.run_dir)
-        out_of_time = lambda: bool(t.time_limit_min) and self.elapsed > 60 * t.time_limit_min
+        def out_of_time() -> bool:
+            return (bool(t.time_limit_min) and self.elapsed > 60 * t.time_limit_min) or \
+                (bool(t.max_steps) and self.step >= t.max_steps)
+
         try:
-            while self.epoch < t.epochs:
-                order = self._order(self.epoch)
-                while self.batch_in_epoch < self.steps_per_epoch:
-                    k = self.batch_in_epoch
-                    parts = self._train_step(order[k * t.batch_size:(k + 1) * t.batch_size])
+            while self.epoch < t.epochs and not (t.max_steps and self.step >= t.max_steps):
+                batches = self._batches(self.epoch)
+                while self.batch_in_epoch < len(batches):
+                    parts = self._train_step(batches[self.batch_in_epoch])
                     self.running.append(parts["loss"])
                     self.batch_in_epoch += 1
                     self.elapsed = time.monotonic() - start_time
@@ -372,10 +407,10 @@ class _Run:
                                 + _last_validation(self.history))
                     if self.step % t.checkpoint_every == 0:
                         self.save()
-                    if out_of_time() and self.batch_in_epoch < self.steps_per_epoch:
-                        # The time limit is honoured mid-epoch (large data sets): keep the
-                        # current weights if they validate better, checkpoint, stop. A rerun
-                        # with a longer limit resumes from this step.
+                    if out_of_time() and self.batch_in_epoch < len(batches):
+                        # Time and step limits are honoured mid-epoch (large data sets):
+                        # keep the current weights if they validate better, checkpoint,
+                        # stop. A rerun with a longer limit resumes from this step.
                         self._keep_if_better()
                         self.save()
                         return
@@ -619,7 +654,7 @@ def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainRe
         if t.bootstrap:
             pick = np.random.default_rng(t.seed * 7919 + k).integers(
                 0, len(splits.train), len(splits.train))
-            member_splits = _Splits([splits.train[i] for i in pick], splits.validation,
+            member_splits = _Splits(_take(splits.train, pick), splits.validation,
                                     splits.test)
         if progress:
             print(f"committee member {k + 1}/{t.committee} (seed {member.train.seed}"
