@@ -98,9 +98,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(emt_file, tmp_path, monke
     original = loss_module.Loss.__call__
     calls = {"n": 0}
 
-    def poisoned(self, out, targets, graph):
+    def poisoned(self, out, targets, graph, denominators=None):
         calls["n"] += 1
-        total, parts = original(self, out, targets, graph)
+        total, parts = original(self, out, targets, graph, denominators)
         return (total * float("nan"), parts) if calls["n"] > 5 else (total, parts)
 
     monkeypatch.setattr(loss_module.Loss, "__call__", poisoned)

@@ -27,9 +27,12 @@ class CLICommand:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         """Run training."""
+        import os
+
         from nnip.training import train
 
         result = train(args.config, overrides=args.overrides, resume=args.resume,
                        progress=not args.quiet)
-        print(result.model_path)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
+            print(result.model_path)
         return 0

@@ -35,6 +35,7 @@ from nnip.models import MODELS, build
 from nnip.models.potential import Potential
 from nnip.physics.reference import fit_reference_energies
 from nnip.training.checkpoint import load_checkpoint, save_atomic
+from nnip.training.distributed import SINGLE, Group, setup
 from nnip.training.loss import Loss
 
 __all__ = ["train", "TrainResult", "prepare"]
@@ -198,11 +199,13 @@ def _warm_start(model: Potential, path: str, member: int) -> None:
     model.load_state_dict(keep, strict=False)
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str, group: Group = SINGLE) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available")
+    if name == "cuda" and group.world > 1:
+        return torch.device("cuda", group.local_rank)
     return torch.device(name)
 
 
@@ -210,10 +213,12 @@ class _Run:
     """State of one training run (model, optimizer, counters) and its loop."""
 
     def __init__(self, config: Config, splits: _Splits, train_set: StructureDataset,
-                 run_dir: Path, progress: bool, member: int = 0) -> None:
+                 run_dir: Path, progress: bool, member: int = 0, group: Group = SINGLE
+                 ) -> None:
         self.config, self.splits, self.run_dir, self.progress = config, splits, run_dir, progress
+        self.group = group
         t = config.train
-        self.device = _device(t.device)
+        self.device = _device(t.device, group)
         self.model = _build_model(config, self.device, member)
         self.ema = copy.deepcopy(self.model)
         self.best_state = self._ema_snapshot()
@@ -294,7 +299,8 @@ class _Run:
         }
 
     def save(self) -> None:
-        save_atomic(self.state(), self.run_dir / CHECKPOINT)
+        if self.group.main:
+            save_atomic(self.state(), self.run_dir / CHECKPOINT)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint written by `state`."""
@@ -334,27 +340,41 @@ class _Run:
         return [order[k:k + t.batch_size] for k in range(0, len(order), t.batch_size)]
 
     def _train_step(self, indices: Sequence[int]) -> dict[str, float]:
+        """One optimizer step on the global batch ``indices`` (this process's share)."""
         self._schedule()
-        graph, targets = self.train_set.batch(indices, self.device, torch.float64)
-        stress = self.use_stress and bool(targets.has_stress.any())
+        group = self.group
+        local = group.shard(indices)
         self.model.train()
-        out = self.model(graph, compute_forces=True, compute_stress=stress, training=True)
-        loss, parts = self.loss(out, targets, graph)
-        if not torch.isfinite(loss):
+        parts: dict[str, float] = {}
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        if len(local):
+            graph, targets = self.train_set.batch(local, self.device, torch.float64)
+        denominators = None
+        if group.world > 1:  # normalise every process's share by the whole global batch
+            own = Loss.denominators(targets, graph) if len(local) else \
+                torch.zeros(4, dtype=torch.float64, device=self.device)
+            denominators = group.sum(own)
+        if len(local):
+            stress = self.use_stress and bool(targets.has_stress.any())
+            out = self.model(graph, compute_forces=True, compute_stress=stress, training=True)
+            loss, parts = self.loss(out, targets, graph, denominators)
+        value = float(group.sum(loss.detach().clone().reshape(1))[0])
+        if not math.isfinite(value):
             raise TrainingError(
-                f"loss became {float(loss.detach())} at step {self.step} (epoch {self.epoch}); "
-                "the last "
+                f"loss became {value} at step {self.step} (epoch {self.epoch}); the last "
                 f"good checkpoint is kept in {self.run_dir / CHECKPOINT}. Lower train.lr, "
                 "raise train.grad_clip, or check the data for outliers")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
+        group.sum_gradients(self.model.parameters())
         t = self.config.train
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
         self._update_ema()
         self.step += 1
-        return {"loss": float(loss.detach()), **parts}
+        return {**parts, "loss": value}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -373,7 +393,9 @@ class _Run:
         n = len(self.val_set)
         bs = self.config.train.batch_size
         total_loss = 0.0
-        for start in range(0, n, bs):
+        for k, start in enumerate(range(0, n, bs)):
+            if k % self.group.world != self.group.rank:  # whole batches per process
+                continue
             idx = list(range(start, min(start + bs, n)))
             graph, targets = self.val_set.batch(idx, self.device, torch.float64)
             stress = self.use_stress and bool(targets.has_stress.any())
@@ -381,6 +403,14 @@ class _Run:
             loss, _ = self.loss(out, targets, graph)
             total_loss += float(loss) * len(idx)
             _accumulate_mae(out, targets, graph, sums, counts)
+        if self.group.world > 1:
+            keys = ("energy", "forces", "stress", "charges")
+            packed = self.group.sum(torch.tensor(
+                [sums.get(k, 0.0) for k in keys] + [counts.get(k, 0) for k in keys]
+                + [total_loss], dtype=torch.float64, device=self.device)).tolist()
+            sums = {k: v for k, v, c in zip(keys, packed[:4], packed[4:8]) if c > 0}
+            counts = {k: int(c) for k, c in zip(keys, packed[4:8]) if c > 0}
+            total_loss = packed[8]
         metrics = {f"val_{k}_mae": sums[k] / counts[k] for k in sums}
         metrics["val_loss"] = total_loss / n
         return metrics
@@ -390,7 +420,9 @@ class _Run:
         t = self.config.train
         start_time = time.monotonic() - self.elapsed
         bar = _Bar(self.progress, total=t.epochs * self.steps_per_epoch, done=self.step)
-        self.tensorboard = _open_tensorboard(self.run_dir)
+        self.tensorboard = _open_tensorboard(self.run_dir) if self.group.main else None
+        self.group.broadcast_module(self.model)
+        self.group.broadcast_module(self.ema)
         def out_of_time() -> bool:
             return (bool(t.time_limit_min) and self.elapsed > 60 * t.time_limit_min) or \
                 (bool(t.max_steps) and self.step >= t.max_steps)
@@ -402,7 +434,7 @@ class _Run:
                     parts = self._train_step(batches[self.batch_in_epoch])
                     self.running.append(parts["loss"])
                     self.batch_in_epoch += 1
-                    self.elapsed = time.monotonic() - start_time
+                    self.elapsed = self._clock(start_time)
                     bar.advance(f"epoch {self.epoch + 1}/{t.epochs} loss {parts['loss']:.4g}"
                                 + _last_validation(self.history))
                     if self.step % t.checkpoint_every == 0:
@@ -415,7 +447,7 @@ class _Run:
                         self.save()
                         return
                 stop = self._end_epoch(bar)
-                self.elapsed = time.monotonic() - start_time
+                self.elapsed = self._clock(start_time)
                 self.save()
                 if stop or out_of_time():
                     break
@@ -423,6 +455,15 @@ class _Run:
             bar.close()
             if self.tensorboard is not None:
                 self.tensorboard.close()
+
+    def _clock(self, start_time: float) -> float:
+        """Seconds since ``start_time`` by rank 0's clock, so all processes stop together."""
+        elapsed = time.monotonic() - start_time
+        if self.group.world == 1:
+            return elapsed
+        mine = torch.tensor([elapsed if self.group.main else 0.0], dtype=torch.float64,
+                            device=self.device)
+        return float(self.group.sum(mine)[0])
 
     def _ema_snapshot(self) -> dict[str, torch.Tensor]:
         """A detached copy of the EMA weights (the candidate result of the run)."""
@@ -478,7 +519,8 @@ class _Run:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(val)
         self.history.append(row)
-        _write_csv(self.history, self.run_dir / "log.csv")
+        if self.group.main:
+            _write_csv(self.history, self.run_dir / "log.csv")
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key not in ("epoch", "step") and isinstance(value, (int, float)):
@@ -603,24 +645,37 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
     elif isinstance(config, Mapping):
         config = config_from_dict(config)
     config.check()
-    if config.train.committee > 1:
-        return _train_committee(config, resume=resume, progress=progress)
-    return _train_one(config, _split(config), resume=resume, progress=progress)
+    group = setup(config.train.device)  # several processes under torchrun, else one
+    progress = progress and group.main
+    try:
+        if config.train.committee > 1:
+            result = _train_committee(config, resume=resume, progress=progress, group=group)
+        else:
+            result = _train_one(config, _split(config), resume=resume, progress=progress,
+                                group=group)
+        group.barrier()  # the others wait until rank 0 has written the model file
+        return result
+    finally:
+        group.close()
 
 
 def _train_one(config: Config, splits: _Splits, *, resume: bool, progress: bool,
-               member: int = 0) -> TrainResult:
+               member: int = 0, group: Group = SINGLE) -> TrainResult:
     run_dir = Path(config.output.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_set = StructureDataset(splits.train, config.model.cutoff, progress=progress)
     resolved = prepare(config, splits, train_set)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(resolved),
-                                                        sort_keys=False))
+    if group.main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(resolved),
+                                                            sort_keys=False))
     if progress:
         _show_start(resolved, splits, run_dir)
+        if group.world > 1:
+            print(f"  data parallel: {group.world} processes, global batch "
+                  f"{resolved.train.batch_size} structures", file=sys.stderr)
     if resolved.train.threads > 0:
         torch.set_num_threads(resolved.train.threads)
-    runner = _Run(resolved, splits, train_set, run_dir, progress, member)
+    runner = _Run(resolved, splits, train_set, run_dir, progress, member, group)
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
         if not resume:
@@ -633,7 +688,8 @@ def _train_one(config: Config, splits: _Splits, *, resume: bool, progress: bool,
     return _finish(runner)
 
 
-def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainResult:
+def _train_committee(config: Config, *, resume: bool, progress: bool,
+                     group: Group = SINGLE) -> TrainResult:
     """Train ``train.committee`` members and save them as one calibrated `Committee`.
 
     Each member is an ordinary run in ``run_dir/member<k>`` (resumable); the committee's
@@ -660,13 +716,17 @@ def _train_committee(config: Config, *, resume: bool, progress: bool) -> TrainRe
             print(f"committee member {k + 1}/{t.committee} (seed {member.train.seed}"
                   f"{', bootstrap' if t.bootstrap else ''})", file=sys.stderr)
         members.append(_train_one(member, member_splits, resume=resume, progress=progress,
-                                  member=k))
+                                  member=k, group=group))
     committee = Committee([r.model for r in members])
     committee.eval()
+    resolved = members[0].config
+    if not group.main:  # rank 0 calibrates, saves and evaluates
+        return TrainResult(model=committee, model_path=run_dir / config.output.model_file,
+                           run_dir=run_dir, history=[row for r in members for row in r.history],
+                           errors={}, config=resolved)
     calibration = calibrate_committee(committee, splits.validation) if splits.validation \
         else 1.0
     committee.set_calibration(calibration)
-    resolved = members[0].config
     path, errors = _save_and_evaluate(
         committee, splits, config, resolved,
         {"committee_members": [str(r.model_path) for r in members],
@@ -746,6 +806,9 @@ def _finish(runner: _Run) -> TrainResult:
     model = runner.ema
     model.load_state_dict(runner.best_state)
     model.eval()
+    if not runner.group.main:  # rank 0 saves and evaluates
+        return TrainResult(model=model, model_path=run_dir / config.output.model_file,
+                           run_dir=run_dir, history=runner.history, errors={}, config=config)
     path, errors = _save_and_evaluate(
         model, runner.splits, config, config,
         {"train_steps": runner.step, "train_epochs": runner.epoch,
