@@ -183,6 +183,10 @@ class TrainConfig:
             ``batch_size`` structures (consecutive structures of the shuffled order until
             the next would exceed it; a larger structure trains alone), so that data
             sets with large cells do not run out of memory.
+        batch_edges: when > 0, also cap each batch at this many neighbour-list edges
+            (directed pairs within the cutoff), the quantity that sets the memory of
+            message passing; for structures in memory only (a store's edge counts are not
+            known before its neighbour lists are built: use ``batch_atoms``).
         max_steps: stop after this many optimizer steps (0: no limit); like the time
             limit, honoured inside an epoch.
         lr: AdamW learning rate.
@@ -219,6 +223,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 4
     batch_atoms: int = 0
+    batch_edges: int = 0
     max_steps: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -246,7 +251,7 @@ class TrainConfig:
         _in_range("train.lr", self.lr, 1e-8, 1.0)
         _in_range("train.ema_decay", self.ema_decay, 0.0, 0.99999)
         _in_range("train.plateau_factor", self.plateau_factor, 0.01, 0.99)
-        for name in ("batch_atoms", "max_steps"):
+        for name in ("batch_atoms", "batch_edges", "max_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.time_limit_min < 0:

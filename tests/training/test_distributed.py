@@ -32,7 +32,8 @@ def _torchrun(config: dict, tmp_path: Path, n: int) -> subprocess.CompletedProce
                            "--quiet"], env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("batching", [{"batch_size": 5}, {"batch_atoms": 100}])
+@pytest.mark.parametrize("batching", [{"batch_size": 5}, {"batch_atoms": 100},
+                                      {"batch_edges": 1500}])
 def test_two_processes_take_the_steps_of_one(emt_file, tmp_path, batching):
     # stress in the loss too (EMT labels it): its structures fall unevenly on the ranks
     options = {"epochs": 3, "lr": 3e-3, "threads": 1, "device": "cpu", **batching}

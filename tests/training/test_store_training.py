@@ -52,6 +52,11 @@ def test_batches_by_atom_budget(emt_file, tmp_path):
     batches = batches_by_atoms(range(8), counts, 10)
     assert batches == [[0, 1], [2], [3, 4, 5], [6], [7]]
     assert sorted(i for b in batches for i in b) == list(range(8))
+    edges = np.array([10, 50, 5, 5, 60, 5, 5, 5])
+    assert batches_by_atoms(range(8), counts, 0, edges, 60) == \
+        [[0, 1], [2, 3], [4], [5, 6, 7]]
+    assert batches_by_atoms(range(8), counts, 10, edges, 60) == \
+        [[0, 1], [2], [3], [4], [5], [6], [7]]
     config = small_config(emt_file, tmp_path / "run", epochs=2, batch_atoms=100)
     result = train(config, progress=False)
     # the first epoch took as many steps as the seeded order cut at 100 atoms has batches

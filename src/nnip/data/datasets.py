@@ -40,6 +40,7 @@ class StructureDataset:
         self.targets: list[Targets] = []
         if self.streamed:
             self.atom_counts = np.asarray(frames.n_atoms_each, dtype=np.int64)
+            self.edge_counts = None  # unknown until each neighbour list is built
             return
         iterator = self.frames
         if progress and len(self.frames) > 50:
@@ -50,6 +51,7 @@ class StructureDataset:
             self.graphs.append(AtomicGraph.from_atoms(_indexed(atoms, k), self.cutoff))
             self.targets.append(Targets.from_atoms(_indexed(atoms, k)))
         self.atom_counts = np.array([g.n_atoms for g in self.graphs], dtype=np.int64)
+        self.edge_counts = np.array([g.n_edges for g in self.graphs], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -91,30 +93,35 @@ class StructureDataset:
         return max(edges / max(atoms, 1), 1.0)
 
 
-def batches_by_atoms(order: Sequence[int], atom_counts: np.ndarray, max_atoms: int
+def batches_by_atoms(order: Sequence[int], atom_counts: np.ndarray, max_atoms: int,
+                     edge_counts: np.ndarray | None = None, max_edges: int = 0
                      ) -> list[list[int]]:
-    """Cut an order of structures into consecutive batches of at most ``max_atoms`` atoms.
+    """Cut an order of structures into consecutive batches within atom (and edge) budgets.
 
-    A structure larger than the budget forms a batch of its own.
+    A structure larger than a budget forms a batch of its own.
 
     Args:
         order: structure indices in the order they are visited.
         atom_counts: ``(n_structures,)`` atoms of each structure.
-        max_atoms: atom budget of one batch.
+        max_atoms: atom budget of one batch (0: none).
+        edge_counts: ``(n_structures,)`` neighbour-list edges of each structure.
+        max_edges: edge budget of one batch (0: none).
 
     Returns:
         The batches, each a list of structure indices, in ``order``.
     """
+    budgets = [(atom_counts, max_atoms), (edge_counts, max_edges)]
+    budgets = [(np.asarray(c), m) for c, m in budgets if m > 0 and c is not None]
     batches: list[list[int]] = []
     current: list[int] = []
-    filled = 0
+    filled = [0] * len(budgets)
     for i in order:
-        n = int(atom_counts[i])
-        if current and filled + n > max_atoms:
+        sizes = [int(c[i]) for c, _ in budgets]
+        if current and any(f + n > m for f, n, (_, m) in zip(filled, sizes, budgets)):
             batches.append(current)
-            current, filled = [], 0
+            current, filled = [], [0] * len(budgets)
         current.append(int(i))
-        filled += n
+        filled = [f + n for f, n in zip(filled, sizes)]
     if current:
         batches.append(current)
     return batches

@@ -335,8 +335,12 @@ class _Run:
         t = self.config.train
         g = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
         order = torch.randperm(len(self.train_set), generator=g).numpy()
-        if t.batch_atoms:
-            return batches_by_atoms(order, self.train_set.atom_counts, t.batch_atoms)
+        if t.batch_atoms or t.batch_edges:
+            if t.batch_edges and self.train_set.edge_counts is None:
+                raise ConfigError("train.batch_edges needs the structures in memory; for an "
+                                  "on-disk store use train.batch_atoms")
+            return batches_by_atoms(order, self.train_set.atom_counts, t.batch_atoms,
+                                    self.train_set.edge_counts, t.batch_edges)
         return [order[k:k + t.batch_size] for k in range(0, len(order), t.batch_size)]
 
     def _train_step(self, indices: Sequence[int]) -> dict[str, float]:
