@@ -24,6 +24,8 @@ PEERS: dict[str, tuple[list[str], dict[str, str]]] = {
     # mace-torch 0.3.16 pins e3nn 0.4.4, whose constants loader and MACE's own model
     # loading use torch.load without weights_only; torch >= 2.6 refuses that by default.
     "mace": (["mace-torch==0.3.16"], {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
+    "nequip": (["nequip==0.19.1"], {}),
+    "schnetpack": (["schnetpack==2.2.0"], {}),
 }
 
 
