@@ -25,7 +25,9 @@ PEERS: dict[str, tuple[list[str], dict[str, str]]] = {
     # loading use torch.load without weights_only; torch >= 2.6 refuses that by default.
     "mace": (["mace-torch==0.3.16"], {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
     "nequip": (["nequip==0.19.1"], {}),
-    "schnetpack": (["schnetpack==2.2.0"], {}),
+    # schnetpack 2.2.0 declares Python >= 3.12; the CPU torch 2.13.0 wheel used by every
+    # side is for this machine's 3.11, where schnetpack's code runs unchanged.
+    "schnetpack": (["--ignore-requires-python", "schnetpack==2.2.0"], {}),
 }
 
 

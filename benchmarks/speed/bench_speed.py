@@ -1,0 +1,147 @@
+"""Speed benchmark: nnip's architectures and the peer packages, side by side, in one run.
+
+``python benchmarks/speed/bench_speed.py`` (repository root, project environment):
+
+1. writes the inputs (`inputs.py`: fcc Cu of 108, 500, 2048 and 16 384 atoms, a 192-atom
+   DFT water box, 16 EMT-labelled Cu training frames) and ``spec.json``;
+2. installs every peer from PyPI into its own environment (``benchmarks/.venvs/<peer>``,
+   ``torch==2.13.0`` first: `peers.py`);
+3. runs nnip's side (`run_nnip.py`) and each peer's adapter (``peer_<name>.py``) on the
+   same spec, one after another, each model in its own process;
+4. writes ``results/speed.md`` and ``results/speed.json``: seconds per energy + forces +
+   stress call per structure, training steps per second, MD ns/day, peak memory and the
+   ratio of every nnip model to the fastest peer.
+
+All models have random weights (speed does not depend on the values) and comparable
+sizes, stated in the table. Timings need an otherwise idle machine.
+
+Options: ``--threads`` (torch threads of every measurement, default 1), ``--peers``
+(default: mace nequip schnetpack), ``--sizes`` (structure names), ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from peers import ensure_peer, markdown_table, peer_env, run_meta  # noqa: E402
+
+sys.path.insert(0, str(HERE))
+from inputs import write_inputs  # noqa: E402
+
+PEER_SCRIPTS = {"mace": "peer_mace.py", "nequip": "peer_nequip.py",
+                "schnetpack": "peer_schnetpack.py"}
+
+
+def _run_side(python: str, script: str, spec: Path, out: Path, env: dict | None) -> dict:
+    out.unlink(missing_ok=True)
+    proc = subprocess.run([python, str(HERE / script), str(spec), str(out)], env=env,
+                          capture_output=True, text=True)
+    if not out.exists():
+        return {"package": script, "failed": (proc.stdout + proc.stderr)[-2000:], "models": []}
+    side = json.loads(out.read_text())  # partial results of a side that crashed still count
+    if proc.returncode != 0:
+        side["failed"] = f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
+    return side
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) -> list[str]:
+    """Markdown: the measurements, then nnip's ratios to the fastest peer."""
+    rows = [(side, m) for side in sides for m in side["models"]]
+    header = ["model", "package", "params",
+              *[f"{n} (ms)" for n in names], "train (steps/s)", "MD cu_500 (ns/day)",
+              f"peak RSS {names[-1]} (MB)"]
+    body = []
+    for side, m in rows:
+        inf = m.get("inference", {})
+        body.append([m["model"], f"{side['package']} {side.get('version', '')}",
+                     str(m.get("n_parameters", "–")),
+                     *[_fmt(inf[n]["seconds"] * 1e3) if n in inf else "failed" if
+                       f"inference {n}" in m.get("errors", {}) else "–" for n in names],
+                     _fmt(m.get("training", {}).get("steps_per_s")),
+                     _fmt(m.get("md", {}).get("ns_per_day")),
+                     _fmt(inf.get(names[-1], {}).get("peak_rss_mb"), 4)])
+    lines = [f"Speed benchmark, {meta['machine']}, {meta['date']}, torch {meta['torch']}. "
+             "Energy + forces + stress per call through each package's ASE calculator "
+             "(median), training steps per second (batch of 4 Cu32 frames, float64), NVE "
+             "MD through each package's engine (float32).", "",
+             *markdown_table(header, body), ""]
+    peers = [(side, m) for side, m in rows if side["package"] != "nnip"]
+    if not peers:
+        return lines
+
+    def best(get: Any, lower: bool) -> float | None:
+        values = [v for _, m in peers if (v := get(m)) is not None]
+        return (min(values) if lower else max(values)) if values else None
+
+    getters = {n: (lambda m, n=n: m.get("inference", {}).get(n, {}).get("seconds"), True)
+               for n in names}
+    getters["train"] = (lambda m: m.get("training", {}).get("steps_per_s"), False)
+    getters["MD"] = (lambda m: m.get("md", {}).get("ns_per_day"), False)
+    ratio_rows = []
+    for side, m in rows:
+        if side["package"] != "nnip":
+            continue
+        cells = []
+        for get, lower in getters.values():
+            ours, theirs = get(m), best(get, lower)
+            if ours is None or theirs is None:
+                cells.append("–")
+            else:
+                cells.append(f"{(theirs / ours if lower else ours / theirs):.2f}x")
+        ratio_rows.append([m["model"], *cells])
+    lines += ["Speed of each nnip model relative to the fastest peer in the same column "
+              "(> 1: nnip faster):", "",
+              *markdown_table(["model", *names, "train", "MD"], ratio_rows), "",
+              "Models:", ""]
+    lines += [f"- `{m['model']}`: {m.get('description', '')}" for _, m in rows]
+    failed = [f"- {side['package']}: {side['failed'][-300:]}" for side in sides
+              if side.get("failed")]
+    errors = [f"- `{m['model']}` {what}: {msg[:200]}" for _, m in rows
+              for what, msg in m.get("errors", {}).items()]
+    if failed or errors:
+        lines += ["", "Failures:", "", *failed, *errors]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--peers", nargs="*", default=list(PEER_SCRIPTS))
+    parser.add_argument("--sizes", nargs="+", default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+    work = HERE / "runs"
+    spec = write_inputs(work / "inputs", sizes=args.sizes, threads=args.threads,
+                        repeats=args.repeats)
+    names = [item["name"] for item in json.loads(spec.read_text())["inference"]]
+    sides = [_run_side(sys.executable, "run_nnip.py", spec, work / "nnip.json",
+                       {**os.environ, "OMP_NUM_THREADS": str(args.threads)})]
+    for peer in args.peers:
+        python = ensure_peer(peer)
+        print(f"measuring {peer} ...", flush=True)
+        sides.append(_run_side(str(python), PEER_SCRIPTS[peer], spec, work / f"{peer}.json",
+                               {**peer_env(peer), "OMP_NUM_THREADS": str(args.threads)}))
+    meta = run_meta(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps({"meta": meta, "sides": sides}, indent=1))
+    text = "\n".join(tables(sides, names, meta)) + "\n"
+    (out / "speed.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
