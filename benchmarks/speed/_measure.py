@@ -28,12 +28,47 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+MAX_SECONDS = 60.0
+"""A structure whose call would take longer than this (extrapolated) is skipped."""
+MAX_MEMORY_MB = 14_000.0
+"""A structure whose peak memory would exceed this (extrapolated) is skipped: the machine
+has 24 GB and runs nothing else, but an out-of-memory kill would lose the whole side."""
+_LAST: dict[str, float] = {}
+
+
+class SkippedSize(RuntimeError):
+    """The structure is too large for this model on this machine (extrapolated)."""
+
+
+def _check_size(n_atoms: int) -> None:
+    """Raise `SkippedSize` when the last, smaller structure extrapolates past the limits.
+
+    Time and the memory above the process's baseline are taken as linear in the atoms.
+    """
+    if not _LAST or n_atoms <= _LAST["n_atoms"]:
+        return
+    ratio = n_atoms / _LAST["n_atoms"]
+    seconds = _LAST["seconds"] * ratio
+    memory = _LAST["base"] + (_LAST["rss"] - _LAST["base"]) * ratio
+    if seconds > MAX_SECONDS or memory > MAX_MEMORY_MB:
+        raise SkippedSize(f"skipped: {n_atoms} atoms would take ~{seconds:.0f} s per call "
+                          f"and ~{memory / 1024:.1f} GB (extrapolated from "
+                          f"{int(_LAST['n_atoms'])} atoms; limits {MAX_SECONDS:.0f} s, "
+                          f"{MAX_MEMORY_MB / 1024:.0f} GB)")
+
+
 def time_calculator(atoms: ase.Atoms, repeats: int, stress: bool = True) -> dict[str, Any]:
     """Seconds per energy + forces (+ stress) call of ``atoms.calc``.
 
     One untimed warm-up call, then ``repeats`` timed calls; positions move by ~1e-4 Å
-    before every call so that no result cache is used.
+    before every call so that no result cache is used. Structures larger than the last
+    one measured in this process are skipped (`SkippedSize`) when they extrapolate past
+    `MAX_SECONDS` or `MAX_MEMORY_MB`; a warm-up call longer than ``MAX_SECONDS / 4``
+    is the only call (reported as such).
     """
+    base = _LAST.get("base", peak_rss_mb())
+    _check_size(len(atoms))
+
     def call(k: int) -> float:
         atoms.rattle(1e-4, seed=k)
         start = time.perf_counter()
@@ -43,10 +78,15 @@ def time_calculator(atoms: ase.Atoms, repeats: int, stress: bool = True) -> dict
             atoms.get_stress()
         return time.perf_counter() - start
 
-    call(0)
-    times = [call(k + 1) for k in range(repeats)]
-    return {"seconds": statistics.median(times), "all_seconds": times,
-            "peak_rss_mb": peak_rss_mb(), "n_atoms": len(atoms)}
+    first = call(0)
+    times = [call(k + 1) for k in range(repeats)] if first < MAX_SECONDS / 4 else [first]
+    out = {"seconds": statistics.median(times), "all_seconds": times,
+           "peak_rss_mb": peak_rss_mb(), "n_atoms": len(atoms)}
+    if len(times) == 1 and repeats > 1:
+        out["note"] = "one call only (the warm-up call took longer than MAX_SECONDS / 4)"
+    _LAST.update(n_atoms=len(atoms), seconds=out["seconds"], rss=out["peak_rss_mb"],
+                 base=base)
+    return out
 
 
 def time_steps(step: Callable[[int], None], warmup: int, steps: int) -> dict[str, float]:

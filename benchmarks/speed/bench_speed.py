@@ -61,7 +61,7 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
     rows = [(side, m) for side in sides for m in side["models"]]
     header = ["model", "package", "params",
               *[f"{n} (ms)" for n in names], "train (steps/s)", "MD cu_500 (ns/day)",
-              f"peak RSS {names[-1]} (MB)"]
+              "peak RSS (MB)", "largest measured"]
     body = []
     for side, m in rows:
         inf = m.get("inference", {})
@@ -71,11 +71,15 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
                        f"inference {n}" in m.get("errors", {}) else "–" for n in names],
                      _fmt(m.get("training", {}).get("steps_per_s")),
                      _fmt(m.get("md", {}).get("ns_per_day")),
-                     _fmt(inf.get(names[-1], {}).get("peak_rss_mb"), 4)])
+                     _fmt(max((v["peak_rss_mb"] for v in inf.values()), default=None), 4),
+                     max(inf.values(), key=lambda v: v["n_atoms"])["n_atoms"].__str__()
+                     if inf else "–"])
     lines = [f"Speed benchmark, {meta['machine']}, {meta['date']}, torch {meta['torch']}. "
              "Energy + forces + stress per call through each package's ASE calculator "
              "(median), training steps per second (batch of 4 Cu32 frames, float64), NVE "
-             "MD through each package's engine (float32).", "",
+             "MD through each package's engine (float32). Peak RSS: the process's "
+             "peak resident memory over its inference calls (structures in increasing "
+             "size), at the largest structure measured.", "",
              *markdown_table(header, body), ""]
     peers = [(side, m) for side, m in rows if side["package"] != "nnip"]
     if not peers:

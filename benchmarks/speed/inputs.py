@@ -69,7 +69,8 @@ def write_inputs(folder: Path, *, sizes: list[str] | None = None, threads: int =
     spec = {
         "threads": threads,
         "cutoff": 5.0,
-        "inference": [{"name": n, "file": str(folder / f"{n}.xyz"), "repeats": repeats}
+        "inference": [{"name": n, "file": str(folder / f"{n}.xyz"),
+                       "repeats": repeats if n != "cu_16384" else min(repeats, 2)}
                       for n in names],
         "training": {"file": str(folder / "train_cu.xyz"), "batch_size": 4,
                      "steps": train_steps, "warmup": 2},
