@@ -56,6 +56,14 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+def _cell(inference: dict[str, Any], errors: dict[str, str], name: str) -> str:
+    """Milliseconds per call, or why there is no number."""
+    if name in inference:
+        return _fmt(inference[name]["seconds"] * 1e3)
+    error = errors.get(f"inference {name}", "")
+    return "skipped" if "skipped" in error else "failed" if error else "–"
+
+
 def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) -> list[str]:
     """Markdown: the measurements, then nnip's ratios to the fastest peer."""
     rows = [(side, m) for side in sides for m in side["models"]]
@@ -67,8 +75,7 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
         inf = m.get("inference", {})
         body.append([m["model"], f"{side['package']} {side.get('version', '')}",
                      str(m.get("n_parameters", "–")),
-                     *[_fmt(inf[n]["seconds"] * 1e3) if n in inf else "failed" if
-                       f"inference {n}" in m.get("errors", {}) else "–" for n in names],
+                     *[_cell(inf, m.get("errors", {}), n) for n in names],
                      _fmt(m.get("training", {}).get("steps_per_s")),
                      _fmt(m.get("md", {}).get("ns_per_day")),
                      _fmt(max((v["peak_rss_mb"] for v in inf.values()), default=None), 4),
