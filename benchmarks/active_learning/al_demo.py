@@ -2,13 +2,16 @@
 
 Systems (``--system``):
 
-- ``cu-emt``: Cu with ASE's EMT as the oracle, from 10 rattled fcc frames, exploring at
-  300 to 1200 K (one more temperature per iteration: ``explore.ramp``); stability test
-  1200 K;
-- ``ethanol-xtb``: ethanol with GFN2-xTB (tblite) as the oracle, from one geometry,
-  exploring at 300, 500 and 800 K (ramped); stability test 500 K.
+- ``cu-emt``: Cu with ASE's EMT as the oracle, from 10 rattled (0.05 Å) copies of one
+  fcc cell, exploring at 300 to 1200 K (one more temperature per iteration:
+  ``explore.ramp``), trust window 0.1-0.4 eV/Å; stability test 1200 K;
+- ``ethanol-xtb``: ethanol with GFN2-xTB (tblite) as the oracle, from 10 rattled (0.1 Å)
+  copies of one geometry, exploring at 300, 500 and 800 K (ramped), trust window
+  0.2-0.8 eV/Å (a first run with 0.1-0.4 and a single starting frame never got a
+  trajectory past its first sample: every frame lay beyond 0.4 eV/Å); stability test
+  500 K.
 
-Selection uses a trust window of calibrated force spread, 0.1 to 0.4 eV/Å.
+Selection uses the committee's calibrated force spread within the trust window.
 
 Recorded per iteration: training-set size, uncertain fraction and errors on an
 independent test set (oracle Langevin MD frames that the loop never sees). Baseline:
@@ -53,10 +56,10 @@ from peers import markdown_table, run_meta  # noqa: E402
 SYSTEMS = {
     "cu-emt": {"oracle": "emt", "explore_K": [300, 600, 900, 1200],
                "test_K": [300, 600, 900, 1200], "stability_K": 1200.0, "threshold": 0.1,
-               "upper": 0.4, "cutoff": 4.5},
+               "upper": 0.4, "cutoff": 4.5, "rattle": 0.05, "iterations": 6},
     "ethanol-xtb": {"oracle": "tblite:GFN2-xTB", "explore_K": [300, 500, 800],
-                    "test_K": [300, 500, 800], "stability_K": 500.0, "threshold": 0.1,
-                    "upper": 0.4, "cutoff": 5.0},
+                    "test_K": [300, 500, 800], "stability_K": 500.0, "threshold": 0.2,
+                    "upper": 0.8, "cutoff": 5.0, "rattle": 0.1, "iterations": 12},
 }
 TRAIN = {"epochs": 150, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
          "committee": 3, "time_limit_min": 3.0, "threads": 2}
@@ -115,7 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", choices=list(SYSTEMS), default="cu-emt")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="default: 6 for cu-emt, 12 for ethanol-xtb")
     parser.add_argument("--stability-ps", type=float, default=50.0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -126,9 +130,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     oracle = make_oracle(spec["oracle"])
     initial = []
-    for k in range(10 if args.system == "cu-emt" else 1):
+    iterations = args.iterations or spec["iterations"]
+    for k in range(10):  # the start geometry and 9 rattled copies of it
         atoms = _start(args.system)
-        atoms.rattle(0.05 if k else 0.0, seed=k)
+        atoms.rattle(spec["rattle"] if k else 0.0, seed=k)
         initial.append(oracle.label([atoms]).frames[0])
     ase.io.write(out / "init.xyz", initial)
     ase.io.write(out / "start.xyz", _start(args.system))
@@ -137,7 +142,7 @@ def main() -> None:
     model = {"arch": "painn", "cutoff": spec["cutoff"],
              "params": {"n_features": 32, "n_interactions": 2}}
     config = {
-        "oracle": spec["oracle"], "iterations": args.iterations,
+        "oracle": spec["oracle"], "iterations": iterations,
         "target_uncertain_fraction": 0.02, "state_dir": str(out / "al"),
         "test": [str(out / "test.xyz")],
         "explore": {"structures": [str(out / "start.xyz")], "temperatures_K": spec["explore_K"],
