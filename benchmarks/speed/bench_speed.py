@@ -38,6 +38,9 @@ from inputs import write_inputs  # noqa: E402
 
 PEER_SCRIPTS = {"mace": "peer_mace.py", "nequip": "peer_nequip.py",
                 "schnetpack": "peer_schnetpack.py"}
+COUNTERPART = {"nnip-schnet": "schnetpack-schnet", "nnip-painn": "schnetpack-painn",
+               "nnip-nequip": "nequip-nequip", "nnip-mace": "mace-torch"}
+"""The peer model of the same architecture and size as each nnip model."""
 
 
 def _run_side(python: str, script: str, spec: Path, out: Path, env: dict | None) -> dict:
@@ -100,20 +103,27 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
                for n in names}
     getters["train"] = (lambda m: m.get("training", {}).get("steps_per_s"), False)
     getters["MD"] = (lambda m: m.get("md", {}).get("ns_per_day"), False)
-    ratio_rows = []
+    def ratio(ours: float | None, theirs: float | None, lower: bool) -> str:
+        if ours is None or theirs is None:
+            return "–"
+        return f"{(theirs / ours if lower else ours / theirs):.2f}x"
+
+    by_name = {m["model"]: m for _, m in peers}
+    ratio_rows, pair_rows = [], []
     for side, m in rows:
         if side["package"] != "nnip":
             continue
-        cells = []
-        for get, lower in getters.values():
-            ours, theirs = get(m), best(get, lower)
-            if ours is None or theirs is None:
-                cells.append("–")
-            else:
-                cells.append(f"{(theirs / ours if lower else ours / theirs):.2f}x")
-        ratio_rows.append([m["model"], *cells])
-    lines += ["Speed of each nnip model relative to the fastest peer in the same column "
-              "(> 1: nnip faster):", "",
+        ratio_rows.append([m["model"], *[ratio(get(m), best(get, lower), lower)
+                                         for get, lower in getters.values()]])
+        other = by_name.get(COUNTERPART.get(m["model"], ""))
+        if other is not None:
+            pair_rows.append([f"{m['model']} / {other['model']}",
+                              *[ratio(get(m), get(other), lower)
+                                for get, lower in getters.values()]])
+    lines += ["Speed of each nnip model relative to the same architecture in a peer "
+              "package (> 1: nnip faster):", "",
+              *markdown_table(["models", *names, "train", "MD"], pair_rows), "",
+              "Relative to the fastest peer model of any architecture in each column:", "",
               *markdown_table(["model", *names, "train", "MD"], ratio_rows), "",
               "Models:", ""]
     lines += [f"- `{m['model']}`: {m.get('description', '')}" for _, m in rows]
@@ -133,7 +143,17 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite speed.md from an existing speed.json (no measurement)")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.tables_only:
+        saved = json.loads((out / "speed.json").read_text())
+        names = [n for n in saved["names"]] if "names" in saved else \
+            list(saved["sides"][0]["models"][0]["inference"])
+        (out / "speed.md").write_text("\n".join(tables(saved["sides"], names,
+                                                      saved["meta"])) + "\n")
+        return
     work = HERE / "runs"
     spec = write_inputs(work / "inputs", sizes=args.sizes, threads=args.threads,
                         repeats=args.repeats)
@@ -146,9 +166,9 @@ def main() -> None:
         sides.append(_run_side(str(python), PEER_SCRIPTS[peer], spec, work / f"{peer}.json",
                                {**peer_env(peer), "OMP_NUM_THREADS": str(args.threads)}))
     meta = run_meta(args.threads)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps({"meta": meta, "sides": sides}, indent=1))
+    (out / "speed.json").write_text(json.dumps({"meta": meta, "names": names,
+                                                "sides": sides}, indent=1))
     text = "\n".join(tables(sides, names, meta)) + "\n"
     (out / "speed.md").write_text(text)
     print(text)
