@@ -11,8 +11,20 @@ Node features are direct sums of irreducible representations of O(3) (``l`` up t
     m_i   = Σ_j  R(|r_ij|) f_cut(|r_ij|) · ( Linear(h)_j ⊗ Y(r̂_ij) ) / n_avg
     h_i  <- h_i + Gate( Linear(m_i) + SelfConnection(h_i, species_i) )
 
-uses a tensor product whose per-path weights come from a radial MLP R of a Bessel basis,
-spherical harmonics Y of the edge direction, and an equivariant gated nonlinearity.
+uses a "uvu" tensor product (every channel of every input irrep times every spherical
+harmonic Y of the edge direction, for the output irreps among the hidden ones) whose
+per-path, per-channel weights come from a radial MLP R of a Bessel basis
+(`nnip.nn.equivariant.Convolution`), and an equivariant gated nonlinearity. The residual
+``h_i + ...`` is taken where the layer's output irreps equal its input irreps (once
+every hidden irrep is reachable; with both parities, from the fourth layer on).
+
+Only outputs that can reach the energy are computed: the readout uses the even scalars
+of the last layer, so the last layer computes only scalar (0e) messages and outputs (as
+nequip does), the layer before it only irreps with a path to 0e (those of the spherical
+harmonics: 0e, 1o, 2e, ...), and so on backwards (`needed_irreps`). The energy is the
+same function of the remaining parameters as with every hidden irrep in every layer;
+the dropped outputs and their weights would not affect it. (With 3 layers the odd-parity
+irreps 0o, 1e, 2o then never appear; ``parity`` matters from 4 layers on.)
 The per-atom energy is a scalar (0e) readout, minus the network's output for an
 isolated atom of the same element, so the term vanishes for isolated atoms.
 """
@@ -45,7 +57,8 @@ class NequIPConfig:
         l_max: highest rotation order of features and spherical harmonics (1 is fast,
             2 is the usual accuracy choice, 3 for the last meV).
         parity: keep both parities (full O(3)); ``False`` keeps only l with parity
-            (-1)^l, which is cheaper.
+            (-1)^l, which is cheaper. With up to 3 layers the other parities have no path
+            to the energy and are not computed, so the two settings give the same model.
         n_interactions: interaction layers (receptive field n_interactions × cutoff).
         n_basis: Bessel radial basis functions (8 in the paper).
         radial_hidden: width of the radial MLP's hidden layers.
@@ -88,15 +101,51 @@ def hidden_irreps(n_features: int, l_max: int, parity: bool) -> o3.Irreps:
     return o3.Irreps(out)
 
 
+def layer_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps
+                 ) -> o3.Irreps:
+    """Output irreps of an interaction layer (scalars first, the gate's layout).
+
+    Those of ``irreps_target`` that some tensor-product path ``irreps_in ⊗ irreps_sh``
+    reaches.
+    """
+    reached = {ir for mul, a in o3.Irreps(irreps_in) if mul > 0
+               for _, b in o3.Irreps(irreps_sh) for ir in a * b}
+    kept = [(mul, ir) for mul, ir in o3.Irreps(irreps_target) if ir in reached]
+    return o3.Irreps([x for x in kept if x[1].l == 0] + [x for x in kept if x[1].l > 0])
+
+
+def needed_irreps(hidden: o3.Irreps, irreps_sh: o3.Irreps, n_features: int,
+                  n_interactions: int) -> list[o3.Irreps]:
+    """The irreps of ``hidden`` that each layer's output needs to have.
+
+    The readout uses only the even scalars of the last layer; a layer's output irrep
+    matters only if a tensor-product path (through the spherical harmonics) leads from
+    it to an irrep the next layer needs (the self-connection and the residual keep
+    irreps, and ``irreps_sh`` contains ``0e``). Other outputs would not change the energy.
+    """
+    needed = [o3.Irreps(f"{n_features}x0e")]
+    for _ in range(n_interactions - 1):
+        after = {ir for _, ir in needed[0]}
+        needed.insert(0, o3.Irreps([(mul, ir) for mul, ir in hidden
+                                    if any(x in after for _, b in irreps_sh for x in ir * b)]))
+    return needed
+
+
 class Interaction(nn.Module):
     """One NequIP interaction block (convolution, self-connection, gate, residual).
 
+    The residual adds to every output irrep the input's channels of the same irrep;
+    by default it is on when ``irreps_out == irreps_in``.
+
     Args:
         irreps_in: input node irreps.
-        irreps_target: the hidden irreps the output is drawn from.
+        irreps_target: the irreps the output is drawn from (those of the hidden irreps
+            that the next layers need).
         irreps_sh: spherical harmonics irreps.
         n_types: number of elements (for the self-connection).
         config: hyperparameters.
+        residual: add the residual (``None``: when ``irreps_out == irreps_in``); needs
+            every output irrep in the input with the same multiplicity.
 
     Shapes:
         ``h (n_nodes, irreps_in.dim), one_hot (n_nodes, n_types), sh (n_edges, sh.dim),
@@ -105,7 +154,7 @@ class Interaction(nn.Module):
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_target: o3.Irreps, irreps_sh: o3.Irreps,
-                 n_types: int, config: NequIPConfig) -> None:
+                 n_types: int, config: NequIPConfig, residual: bool | None = None) -> None:
         super().__init__()
         self.irreps_in = irreps_in
         self.conv = Convolution(irreps_in, irreps_sh, irreps_target, config.n_basis,
@@ -125,6 +174,16 @@ class Interaction(nn.Module):
         self.self_connection = o3.FullyConnectedTensorProduct(
             irreps_in, o3.Irreps(f"{n_types}x0e"), self.gate.irreps_in)
         self.irreps_out = self.gate.irreps_out
+        self.residual = self.irreps_out == irreps_in if residual is None else residual
+        self._residual_all = self.irreps_out == irreps_in  # the residual is h itself
+        if self.residual and not self._residual_all:
+            where = {ir: (mul, sl) for (mul, ir), sl in zip(irreps_in, irreps_in.slices())}
+            if any(where.get(ir, (None,))[0] != mul for mul, ir in self.irreps_out):
+                raise ValueError(f"Interaction: no residual from {irreps_in} to "
+                                 f"{self.irreps_out}")
+            index = torch.cat([torch.arange(where[ir][1].start, where[ir][1].stop)
+                               for _, ir in self.irreps_out])
+            self.register_buffer("residual_index", index, persistent=False)
 
     def forward(self, h: torch.Tensor, one_hot: torch.Tensor, sh: torch.Tensor,
                 radial: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor
@@ -132,8 +191,8 @@ class Interaction(nn.Module):
         """Update node features (shapes in the class docstring)."""
         agg = self.conv(h, sh, radial, envelope, edge_index)  # (n_nodes, mid.dim)
         out = self.gate(self.linear_out(agg) + self.self_connection(h, one_hot))
-        if self.irreps_out == self.irreps_in:
-            out = out + h
+        if self.residual:
+            out = out + (h if self._residual_all else h.index_select(1, self.residual_index))
         return out  # (n_nodes, irreps_out.dim)
 
 
@@ -157,13 +216,20 @@ class NequIP(nn.Module):
         self.edges = EdgeEmbedding(self.irreps_sh, cutoff, c.n_basis, c.cutoff_fn)
         self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
                                    o3.Irreps(f"{c.n_features}x0e"))
-        target = hidden_irreps(c.n_features, c.l_max, c.parity)
-        irreps = o3.Irreps(f"{c.n_features}x0e")
+        hidden = hidden_irreps(c.n_features, c.l_max, c.parity)
+        # Every layer computes only the outputs that reach the energy: the last one only
+        # its even scalars (as in nequip), the one before only irreps coupling to them
+        # (0e, 1o, 2e, ...), and so on. The residual is where a layer computing all the
+        # reachable hidden irreps ("full") would have input irreps == output irreps.
+        needed = needed_irreps(hidden, self.irreps_sh, c.n_features, c.n_interactions)
+        irreps = full = o3.Irreps(f"{c.n_features}x0e")
         layers = []
-        for _ in range(c.n_interactions):
-            layer = Interaction(irreps, target, self.irreps_sh, self.n_types, c)
+        for target in needed:
+            full_out = layer_irreps(full, self.irreps_sh, hidden)
+            layer = Interaction(irreps, target, self.irreps_sh, self.n_types, c,
+                                residual=full_out == full)
             layers.append(layer)
-            irreps = layer.irreps_out
+            irreps, full = layer.irreps_out, full_out
         self.interactions = nn.ModuleList(layers)
         self.to_scalars = o3.Linear(irreps, o3.Irreps(f"{c.n_features}x0e"))
         self.readout = MLP([c.n_features, max(c.n_features // 2, 1), 1], "silu")

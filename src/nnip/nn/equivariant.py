@@ -75,9 +75,28 @@ def with_isolated_atoms(types: torch.Tensor, n_types: int, dtype: torch.dtype
 class Convolution(nn.Module):
     """Equivariant point convolution with radial-MLP path weights ("uvu" paths).
 
+    For every input irrep ``i`` (multiplicity ``U``), spherical harmonic ``j`` and output
+    irrep ``k`` in ``ir_i ⊗ ir_j`` that appears in ``irreps_target``, a path gives ``U``
+    output channels, summed over the neighbours ``s`` of node ``t``:
+
+        ``m_k[t, u, c] = Σ_s w[ts, path, u] · sqrt(2 l_k + 1)
+                         · Σ_ab C^{l_i l_j l_k}_{abc} x_i[s, u, a] Y_j[ts, b] / n_avg``
+
+    with ``C`` the Wigner 3j symbols (``e3nn.o3.wigner_3j``), ``x = Linear(h)`` and ``w``
+    the radial MLP of the edge's Bessel features times its cutoff envelope: e3nn's
+    ``TensorProduct`` with ``uvu`` instructions and default (component/element)
+    normalization, followed by the sum over neighbours.
+
+    It is evaluated without e3nn's per-path code, so that the cost stays proportional to
+    the size of the messages: for every input irrep, the spherical harmonics are first
+    contracted with the 3j symbols of all its paths (``(n_edges, K_i, d_i)``, small), one
+    batched matrix product then gives all its paths at once as ``(n_edges, K_i, U)``
+    (channels innermost), one multiplication applies the weights and one ``index_add``
+    sums over neighbours; the blocks are rearranged into e3nn's layout on the nodes.
+
     Args:
         irreps_in: node feature irreps.
-        irreps_sh: spherical harmonics irreps.
+        irreps_sh: spherical harmonics irreps (multiplicity 1 each).
         irreps_target: keep only tensor-product outputs whose irrep appears here.
         n_basis: radial basis functions (input of the radial MLP).
         radial_hidden: widths of the radial MLP's hidden layers.
@@ -86,33 +105,95 @@ class Convolution(nn.Module):
     Shapes:
         ``h (n_nodes, irreps_in.dim), sh (n_edges, sh.dim), radial (n_edges, n_basis),
         envelope (n_edges,), edge_index (2, n_edges) -> (n_nodes, irreps_out.dim)``
-        with ``irreps_out`` the (unsimplified) irreps of the messages.
+        with ``irreps_out`` the (unsimplified, sorted by irrep) irreps of the aggregated
+        messages: the paths from input irrep ``i`` to output irrep ``k`` form one block
+        ``(n_paths * U) x ir_k`` (channel ``path * U + u``).
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps,
                  n_basis: int, radial_hidden: Sequence[int], avg_num_neighbors: float) -> None:
         super().__init__()
         irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
+        targets = {ir for _, ir in o3.Irreps(irreps_target)}
+        if any(mul != 1 for mul, _ in irreps_sh):
+            raise ValueError(f"Convolution: irreps_sh must have multiplicity 1, got {irreps_sh}")
         self.linear_in = o3.Linear(irreps_in, irreps_in)
-        mid, instructions = [], []
+        # Paths grouped by (input irrep, output irrep): the spherical harmonics j of each.
+        groups: list[tuple[int, o3.Irrep, list[int]]] = []
         for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_edge) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_edge:
-                    if ir_out in o3.Irreps(irreps_target):
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        self.irreps_out = o3.Irreps(mid)
-        self.tp = o3.TensorProduct(irreps_in, irreps_sh, self.irreps_out, instructions,
-                                   shared_weights=False, internal_weights=False)
+            by_out: dict[o3.Irrep, list[int]] = {}
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in targets:
+                        by_out.setdefault(ir_out, []).append(j)
+            if mul > 0:
+                groups += [(i, ir_out, js) for ir_out, js in by_out.items()]
+        # Output blocks sorted by irrep as Irreps.sort() does (then by input irrep), so
+        # that simplify() merges all blocks of an irrep.
+        order = sorted(range(len(groups)), key=lambda g: (groups[g][1], g))
+        self.irreps_out = o3.Irreps([(len(groups[g][2]) * irreps_in[groups[g][0]].mul,
+                                      groups[g][1]) for g in order])
+        position = {g: n for n, g in enumerate(order)}
+        # Per input irrep i with paths: _plan entry (i, U, d_i, n_paths, K_i, [(position in
+        # irreps_out, n_paths, d_k) per group]); buffer cg_i (sh.dim, K_i * d_i) with
+        # cg_i[b, (path, c), a] = sqrt(d_k) C_abc; buffer path_i (K_i,): the path of each
+        # of the K_i output components (which radial weight multiplies it).
+        self._plan: list[tuple[int, int, int, int, int, list[tuple[int, int, int]]]] = []
+        sh_slices = irreps_sh.slices()
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            mine = [g for g, (gi, _, _) in enumerate(groups) if gi == i]
+            if not mine:
+                continue
+            k_total = sum(len(groups[g][2]) * groups[g][1].dim for g in mine)
+            cg = torch.zeros(irreps_sh.dim, k_total, ir_in.dim, dtype=torch.float64)
+            path_of: list[int] = []  # path index of every output component
+            n_paths, blocks = 0, []
+            for g in mine:
+                _, ir_out, js = groups[g]
+                for j in js:
+                    w3j = o3.wigner_3j(ir_in.l, irreps_sh[j].ir.l, ir_out.l,
+                                       dtype=torch.float64)  # (d_i, d_j, d_k)
+                    cols = slice(len(path_of), len(path_of) + ir_out.dim)
+                    cg[sh_slices[j], cols] = ir_out.dim ** 0.5 * w3j.permute(1, 2, 0)
+                    path_of += [n_paths] * ir_out.dim
+                    n_paths += 1
+                blocks.append((position[g], len(js), ir_out.dim))
+            # float64 (exact to ~1e-16) until the module is cast to the model's dtype
+            self.register_buffer(f"cg_{i}", cg.reshape(irreps_sh.dim, -1), persistent=False)
+            self.register_buffer(f"path_{i}", torch.tensor(path_of), persistent=False)
+            self._plan.append((i, mul, ir_in.dim, n_paths, k_total, blocks))
+        self._in_dims = [mul_ir.dim for mul_ir in irreps_in]
+        # Radial weights: per input irrep, (n_paths, U) each.
+        self._weight_sizes = [n_paths * mul for _, mul, _, n_paths, _, _ in self._plan]
+        self.weight_numel = sum(self._weight_sizes)
         self.radial = e3nn_nn.FullyConnectedNet(
-            [n_basis, *radial_hidden, self.tp.weight_numel], torch.nn.functional.silu)
+            [n_basis, *radial_hidden, self.weight_numel], torch.nn.functional.silu)
         self.norm = 1.0 / avg_num_neighbors
 
     def forward(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
                 envelope: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Sum the messages of every node's neighbours (shapes in the class docstring)."""
-        i, j = edge_index
-        weights = self.radial(radial) * envelope.unsqueeze(-1)  # (n_edges, weight_numel)
-        messages = self.tp(self.linear_in(h)[j], sh, weights)  # (n_edges, out.dim)
-        agg = messages.new_zeros((h.shape[0], messages.shape[1]))
-        return agg.index_add(0, i, messages) * self.norm  # (n_nodes, out.dim)
+        dst, src = edge_index
+        n_edges, n_nodes = sh.shape[0], h.shape[0]
+        # Splits, not one slice per path: the backward of a split is one concatenation.
+        weights = (self.radial(radial) * envelope.unsqueeze(-1)).split(self._weight_sizes, 1)
+        x = self.linear_in(h)[src].split(self._in_dims, 1)  # per input irrep (n_edges, U*d_i)
+        blocks: list[tuple[int, torch.Tensor]] = []  # (position in irreps_out, block)
+        for n, (i, mul, d_in, n_paths, k_total, outs) in enumerate(self._plan):
+            cg = getattr(self, f"cg_{i}").to(sh.dtype)  # no-op once cast with the model
+            coupling = (sh @ cg).view(n_edges, k_total, d_in)  # (n_edges, K_i, d_i)
+            if d_in == 1:  # scalars: an outer product (faster than bmm)
+                y = coupling * x[i].view(n_edges, 1, mul)  # (n_edges, K_i, U)
+            else:
+                y = torch.bmm(coupling, x[i].view(n_edges, mul, d_in).transpose(1, 2))
+            w = weights[n].view(n_edges, n_paths, mul).index_select(1, getattr(self, f"path_{i}"))
+            messages = (y * w).view(n_edges, k_total * mul)
+            agg = messages.new_zeros((n_nodes, k_total * mul)).index_add_(0, dst, messages)
+            parts = agg.view(n_nodes, k_total, mul).split([p * d for _, p, d in outs], 1)
+            for (pos, p, d), part in zip(outs, parts):  # -> e3nn layout, on the nodes
+                blocks.append((pos, part.reshape(n_nodes, p, d, mul).transpose(2, 3).reshape(
+                    n_nodes, p * mul * d)))
+        if not blocks:
+            return h.new_zeros((n_nodes, 0))
+        blocks.sort(key=lambda pb: pb[0])
+        return torch.cat([b for _, b in blocks], 1) * self.norm  # (n_nodes, out.dim)
