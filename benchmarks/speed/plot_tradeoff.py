@@ -1,0 +1,57 @@
+"""Accuracy against speed: ``results/tradeoff.png`` from the two benchmarks' results.
+
+x: milliseconds per energy + forces + stress call on 500 fcc Cu atoms (this folder's
+``results/speed.json``; one thread, each package's ASE calculator); y: test force MAE
+after 22 minutes of training on one thread (``../accuracy/results/accuracy.json``, rows
+with the "lr 0.01, E×100 last 30%" schedule), for mlearn Si and rMD17 ethanol. Only
+models present in both files appear.
+
+    python benchmarks/speed/plot_tradeoff.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SPEED_STRUCTURE = "cu_500"
+TASKS = {"mlearn-Si": "mlearn Si (test F MAE, meV/Å)",
+         "rmd17-ethanol": "rMD17 ethanol (test F MAE, meV/Å)"}
+
+
+def main() -> None:
+    speed = json.loads((HERE / "results" / "speed.json").read_text())
+    ms = {m["model"]: m["inference"][SPEED_STRUCTURE]["seconds"] * 1e3
+          for side in speed["sides"] for m in side["models"]
+          if SPEED_STRUCTURE in m.get("inference", {})}
+    accuracy = json.loads((HERE.parent / "accuracy" / "results" / "accuracy.json").read_text())
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4))
+    for ax, (task, label) in zip(axes, TASKS.items()):
+        rows = [r for r in accuracy["rows"] if r["task"] == task and r["minutes"] == 22.0
+                and r["model"] in ms]
+        for r in rows:
+            colour = "C0" if r["model"].startswith("nnip") else "C3"
+            ax.scatter(ms[r["model"]], r["forces_mae_meV_per_A"], color=colour, s=40)
+            ax.annotate(r["model"], (ms[r["model"]], r["forces_mae_meV_per_A"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=9)
+        ax.set_xlabel(f"ms per E+F+S call, {SPEED_STRUCTURE.replace('_', ' ')} atoms, 1 core")
+        ax.set_ylabel(label)
+        ax.set_title(f"{task}: 22 min of training, 1 thread")
+        ax.grid(alpha=0.3)
+        ax.margins(0.25)
+    fig.suptitle(f"accuracy vs speed ({speed['meta']['machine']}, {speed['meta']['date']}); "
+                 "lower left is better", fontsize=10)
+    fig.tight_layout()
+    out = HERE / "results" / "tradeoff.png"
+    fig.savefig(out, dpi=120)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
