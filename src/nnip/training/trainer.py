@@ -512,7 +512,7 @@ class _Run:
                "time_s": round(self.elapsed, 2), **metrics}
         val = metrics.get("val_loss", row["train_loss"])
         if math.isfinite(self.best_val) and not val < DIVERGED * self.best_val:
-            bar.log(self._roll_back(row, val), always=True)
+            bar.log(self._roll_back(row, val), always=self.group.main)
             val = self.best_val
         improved = val is not None and val < self.best_val
         if improved:
