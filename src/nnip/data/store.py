@@ -416,23 +416,33 @@ class FrameStore(Sequence):
         """``(n_store,)`` how often each structure of the store is in the view."""
         return np.bincount(self.indices, minlength=len(self._meta["n_atoms"]))
 
+    def _store_composition(self) -> tuple[np.ndarray, np.ndarray]:
+        """Atomic numbers present and ``(n_store, n_present)`` counts for the whole store.
+
+        Two scans of the atoms table the first time; kept in the metadata that every
+        view of the store shares, so the split, E0 fit and fingerprint scan it once.
+        """
+        if "composition" not in self._meta:
+            offsets = self._meta["offsets"]
+            present = np.zeros(119, dtype=bool)
+            for _, rec in self._scan("atoms", ["number"]):
+                present[np.unique(rec)] = True
+            zs = np.flatnonzero(present)
+            column = np.full(119, -1)
+            column[zs] = np.arange(len(zs))
+            counts = np.zeros((len(self._meta["n_atoms"]), len(zs)), dtype=np.int32)
+            for start, rec in self._scan("atoms", ["number"]):
+                owner = np.searchsorted(offsets, start + np.arange(len(rec)), side="right") - 1
+                lo, hi = int(owner[0]), int(owner[-1]) + 1
+                local = (owner - lo) * len(zs) + column[rec.astype(np.int64)]
+                counts[lo:hi] += np.bincount(local, minlength=(hi - lo) * len(zs)).reshape(
+                    hi - lo, len(zs)).astype(np.int32)
+            self._meta["composition"] = (zs, counts)
+        return self._meta["composition"]
+
     def composition(self) -> tuple[list[str], np.ndarray]:
         """Elements present (sorted by Z) and ``(len, n_elements)`` atom counts."""
-        n_store = len(self._meta["n_atoms"])
-        offsets = self._meta["offsets"]
-        present = np.zeros(119, dtype=bool)
-        for _, rec in self._scan("atoms", ["number"]):
-            present[np.unique(rec)] = True
-        zs = np.flatnonzero(present)
-        column = np.full(119, -1)
-        column[zs] = np.arange(len(zs))
-        counts = np.zeros((n_store, len(zs)), dtype=np.int32)
-        for start, rec in self._scan("atoms", ["number"]):
-            owner = np.searchsorted(offsets, start + np.arange(len(rec)), side="right") - 1
-            lo, hi = int(owner[0]), int(owner[-1]) + 1
-            local = (owner - lo) * len(zs) + column[rec.astype(np.int64)]
-            counts[lo:hi] += np.bincount(local, minlength=(hi - lo) * len(zs)).reshape(
-                hi - lo, len(zs)).astype(np.int32)
+        zs, counts = self._store_composition()
         sub = counts[self.indices]
         keep = sub.sum(axis=0) > 0
         return [chemical_symbols[z] for z in zs[keep]], sub[:, keep]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -121,11 +120,3 @@ def setup(device: str) -> Group:
         owned = True
     return Group(rank=rank, world=world, local_rank=local, owned=owned)
 
-
-def gather_object(group: Group, value: Any) -> list[Any]:
-    """Every process's ``value`` in rank order (on every process)."""
-    if group.world == 1:
-        return [value]
-    out: list[Any] = [None] * group.world
-    torch.distributed.all_gather_object(out, value)
-    return out
