@@ -41,6 +41,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 import nnip
 from nnip.data import read
+from nnip.data.neighbors import neighbor_list
 from nnip.training import train
 from nnip.validate import compare_frames, error_table, predict_frames
 
@@ -261,6 +262,40 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
                  "stage_two_from_epoch": start_two})
 
 
+def _train_edges(split: dict[str, Path], cutoff: float) -> int:
+    """Number of directed neighbour pairs in a split's training file (the cost of an epoch)."""
+    return sum(neighbor_list(a.positions, a.cell.array, a.pbc, cutoff)[0].shape[1]
+               for a in read(split["train"]))
+
+
+def _expected_mace_epochs(rows: list[dict], task_name: str, split: dict[str, Path], out: Path,
+                          minutes: float, threads: int) -> float | None:
+    """Epochs mace-torch is expected to reach in ``minutes`` (sets its stage-two start).
+
+    From an earlier mace-torch row of the same task (epochs per minute; fewer threads give
+    at most proportionally fewer epochs); otherwise from a mace-torch row of another task
+    with the same threads, scaled by the ratio of neighbour pairs in the two training sets
+    (an epoch's cost is dominated by its edges). None when there is no mace-torch row.
+    """
+    earlier = [r for r in rows if (r["task"], r["model"]) == (task_name, "mace-torch")
+               and r["epochs"] > 0]
+    if earlier:  # the same threads and the longest budget first
+        r = max(earlier, key=lambda r: (r["threads"] == threads, r["minutes"]))
+        return r["epochs"] / r["minutes"] * minutes * min(1.0, threads / r["threads"])
+    other = [r for r in rows if r["model"] == "mace-torch" and r["threads"] == threads
+             and r["epochs"] > 0 and r["task"].startswith("mlearn-")]
+    if not other:
+        return None
+    r = max(other, key=lambda r: r["minutes"])
+    ref = make_split(r["task"], TASKS[r["task"]], out)
+    ratio = (_train_edges(ref, TASKS[r["task"]].cutoff)
+             / _train_edges(split, TASKS[task_name].cutoff))
+    expected = r["epochs"] / r["minutes"] * minutes * ratio
+    print(f"mace-torch: no earlier {task_name} row; expecting {expected:.0f} epochs "
+          f"({r['task']} row scaled by its neighbour pairs, x{ratio:.2f})", flush=True)
+    return expected
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     """Results tables, one per task."""
     lines = [f"Accuracy benchmark, {meta['machine']}, nnip {meta['nnip']}, torch "
@@ -350,11 +385,8 @@ def main() -> None:
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
             try:
                 if model == "mace-torch":
-                    earlier = [r for r in rows if (r["task"], r["model"]) == (task_name, model)
-                               and r["epochs"] > 0]
-                    expected = (earlier[0]["epochs"] / earlier[0]["minutes"] * args.minutes
-                                * min(1.0, args.threads / earlier[0]["threads"])
-                                if earlier else None)  # fewer threads: fewer epochs (at most)
+                    expected = _expected_mace_epochs(rows, task_name, split, out,
+                                                     args.minutes, args.threads)
                     row = run_mace_torch(task_name, task, split, out, args.minutes,
                                          args.threads, expected)
                 else:

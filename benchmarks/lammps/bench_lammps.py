@@ -147,9 +147,9 @@ def main() -> None:
         export_compiled(_model(), model_path)
     rows: list[dict] = []
     for n in args.sizes:
-        runs = [lambda r=r: _lammps(work, model_path, n, r, args.steps) for r in (1, 2)]
+        runs = [lambda r=r, n=n: _lammps(work, model_path, n, r, args.steps) for r in (1, 2)]
         if not args.skip_nnip:
-            runs += [lambda t=t: _nnip(n, t, args.steps) for t in (1, 2)]
+            runs += [lambda t=t, n=n: _nnip(n, t, args.steps) for t in (1, 2)]
         for run in runs:
             rows.append(run())
             print(json.dumps(rows[-1]), flush=True)
