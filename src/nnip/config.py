@@ -96,9 +96,10 @@ class ModelConfig:
         zbl: add ZBL nuclear repulsion, switched off at the covalent bond length
             (`nnip.physics.repulsion.ZBL`): atoms pushed together repel even where the
             data has no such configurations.
-        d3: functional whose DFT-D3(BJ) dispersion to add (e.g. ``pbe``; empty: none);
-            needs torch-dftd. Train on data without dispersion and add it back, or the
-            reverse.
+        d3: functional whose DFT-D3(BJ) dispersion to add (e.g. ``pbe``; empty: none),
+            or options of `nnip.physics.dispersion.D3Dispersion` (``xc``, ``damping``,
+            ``cutoff``, ``cn_cutoff`` in Å, ``smoothing``); needs torch-dftd. Train on
+            data without dispersion and add it back, or the reverse.
         electrostatics: Coulomb energy of charges predicted by a network
             (`nnip.physics.electrostatics`); empty: none, ``{}`` written as ``true``
             for the defaults, or options ``arch`` (``shared``, the default: charges read
@@ -117,7 +118,7 @@ class ModelConfig:
     e0: dict[str, float] = field(default_factory=dict)
     scale: float = 0.0
     zbl: bool = False
-    d3: str = ""
+    d3: str | dict[str, Any] = ""
     electrostatics: bool | dict[str, Any] = False
 
     def check(self) -> None:
@@ -125,6 +126,20 @@ class ModelConfig:
         _in_range("model.cutoff", self.cutoff, 1.0, 20.0, unit="Å")
         if self.scale < 0:
             raise ConfigError(f"model.scale must be >= 0 eV (0: from data), got {self.scale}")
+        if isinstance(self.d3, dict):
+            known = ("xc", "damping", "cutoff", "cn_cutoff", "smoothing")
+            for key in self.d3:
+                if key not in known:
+                    raise ConfigError(f"model.d3.{key}: unknown option{_suggest(key, known)} "
+                                      f"(options: {', '.join(known)})")
+            choices = {"damping": ("bj", "zero", "bjm", "zerom"), "smoothing": ("poly", "none")}
+            for key, allowed in choices.items():
+                if key in self.d3 and self.d3[key] not in allowed:
+                    raise ConfigError(f"model.d3.{key} must be one of {allowed}, "
+                                      f"got {self.d3[key]!r}")
+            for key in ("cutoff", "cn_cutoff"):
+                if key in self.d3:
+                    _in_range(f"model.d3.{key}", self.d3[key], 1.0, 100.0, unit="Å")
 
 
 @dataclass

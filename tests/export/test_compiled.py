@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import ase.io
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from ase.build import bulk, molecule
 
 from nnip.cli.main import main as cli
 from nnip.errors import ModelError, ModelFileError
-from nnip.export.compiled import export_compiled, load_compiled, parity
+from nnip.export.compiled import _graph_inputs, export_compiled, load_compiled, parity
 from nnip.export.model_file import save_model
 from nnip.models import Committee, build
 
@@ -72,6 +74,29 @@ def test_cli_export_and_clear_errors(tmp_path, capsys):
     (tmp_path / "junk.pt2").write_text("not a package")
     with pytest.raises(ModelFileError, match="junk.pt2"):
         load_compiled(tmp_path / "junk.pt2")
+
+
+def test_d3_is_carried_as_metadata_and_added_back(tmp_path):
+    pytest.importorskip("torch_dftd")
+    from nnip.export.compiled import lammps_lines
+
+    model = build("painn", ["Cu", "Ni"], 4.0, n_features=8, n_interactions=2, d3="pbe",
+                  seed=2)
+    path = export_compiled(save_model(model, tmp_path / "d3.nnip"), tmp_path / "d3.pt2",
+                           progress=False)
+    compiled = load_compiled(path)
+    assert compiled.metadata["lammps_d3"] == "dispersion/d3 bj pbe 15 15"
+    assert json.loads(compiled.metadata["d3"])["smoothing"] == "poly"
+    atoms = _triclinic_alloy()
+    diff = parity(model, path, atoms)  # the package plus the D3 term = the whole model
+    assert max(diff.values()) < 1e-10
+    # and the D3 term is a real part of it: not zero, not in the compiled graph
+    without = compiled.runner(*_graph_inputs(atoms, 4.0))[0].item()
+    assert abs(compiled(atoms)["energy"] - without) > 0.1
+    lines = lammps_lines(compiled.metadata, "d3.pt2", ["Cu", "Ni"])
+    assert lines.splitlines() == ["pair_style hybrid/overlay nnip dispersion/d3 bj pbe 15 15",
+                                  "pair_coeff * * nnip d3.pt2 Cu Ni",
+                                  "pair_coeff * * dispersion/d3 Cu Ni"]
 
 
 def test_float32_models_compile_and_agree_to_float32_precision(tmp_path):

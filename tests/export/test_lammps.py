@@ -64,7 +64,7 @@ def _lmp(folder: Path, plugin: Path, script: str, np_: int = 1) -> str:
     return result.stdout
 
 
-def _single_point(folder, plugin, model_path, atoms, np_=1, extra=""):
+def _single_point(folder, plugin, model_path, atoms, np_=1, extra="", pair=None):
     ase.io.write(folder / "data.lmp", atoms, format="lammps-data", specorder=["Cu", "Ni"],
                  masses=True)
     out = _lmp(folder, plugin, f"""
@@ -72,8 +72,7 @@ units metal
 atom_style atomic
 atom_modify map yes
 read_data data.lmp
-pair_style nnip
-pair_coeff * * {model_path} Cu Ni
+{pair or f"pair_style nnip{chr(10)}pair_coeff * * {model_path} Cu Ni"}
 {extra}
 thermo_style custom step pe pxx pyy pzz pyz pxz pxy
 thermo_modify format float %.12g
@@ -85,14 +84,14 @@ write_dump all custom forces.txt id fx fy fz modify sort id format float %.15g
     values = [line for line in out.splitlines() if line.startswith("RESULT")][-1].split()[1:]
     energy, pressure = float(values[0]), np.array(values[1:], dtype=float)
     forces = np.loadtxt(folder / "forces.txt", skiprows=9)[:, 1:]
-    return energy, forces, -pressure * units.bar  # stress (Voigt, ASE sign) in eV/Å³
+    return energy, forces, -pressure * units.bar, out  # stress (Voigt, ASE sign) in eV/Å³
 
 
 @pytest.mark.parametrize("np_", [1, 2])
 def test_energy_forces_stress_match_the_ase_calculator(plugin, models, tmp_path, np_):
     model, path = models["painn"]
     atoms = _alloy()
-    energy, forces, stress = _single_point(tmp_path, plugin, path, atoms, np_)
+    energy, forces, stress, _ = _single_point(tmp_path, plugin, path, atoms, np_)
     atoms.calc = NNIPCalculator(model)
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
     assert np.abs(forces - atoms.get_forces()).max() < 1e-9
@@ -145,3 +144,33 @@ run 500
     drift = np.abs(rows[:, 3] - rows[0, 3]).max() / len(atoms)
     swing = np.abs(rows[:, 2] - rows[0, 2]).max() / len(atoms)
     assert drift < 0.02 * swing and drift < 1e-4  # eV/atom over 0.5 ps at 1 fs
+
+
+def test_d3_dispersion_is_overlaid_from_lammps_own_pair_style(plugin, tmp_path):
+    pytest.importorskip("torch_dftd")
+    from nnip.export.compiled import lammps_lines, load_compiled
+
+    # a sharp D3 cutoff, as LAMMPS's dispersion/d3 has (the default smooths the last bohr)
+    model = build("painn", ["Cu", "Ni"], 4.0, n_features=8, n_interactions=2, seed=5,
+                  d3={"xc": "pbe", "cutoff": 10.0, "cn_cutoff": 10.0, "smoothing": "none"})
+    path = export_compiled(model, tmp_path / "d3.pt2", progress=False)
+    pair = lammps_lines(load_compiled(path).metadata, str(path), ["Cu", "Ni"])
+    atoms = _alloy()
+    # a = 3.8 Å: every coordination number is near a reference of Grimme's C6 table, where
+    # LAMMPS (nearest reference when all weights underflow) and torch-dftd agree
+    atoms.set_cell(atoms.cell * 3.8 / 3.6, scale_atoms=True)
+    atoms.calc = NNIPCalculator(model)
+    reference = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    assert abs(reference[0] - NNIPCalculator(build(
+        "painn", ["Cu", "Ni"], 4.0, n_features=8, n_interactions=2, seed=5)
+        ).get_potential_energy(atoms)) > 1.0  # the dispersion energy is not small here
+    for np_ in (1, 2):
+        energy, forces, stress, _ = _single_point(tmp_path, plugin, path, atoms, np_,
+                                                  pair=pair)
+        # LAMMPS's Bohr and Hartree differ from ASE's in the 7th digit
+        assert energy == pytest.approx(reference[0], rel=2e-6)
+        assert np.abs(forces - reference[1]).max() < 1e-6
+        assert np.allclose(stress, reference[2], rtol=1e-5, atol=1e-8)
+    # without the overlay LAMMPS runs the short-range part and says what is missing
+    *_, out = _single_point(tmp_path, plugin, path, atoms)
+    assert "includes D3 dispersion" in out and "hybrid/overlay nnip dispersion/d3" in out

@@ -40,3 +40,15 @@ def test_single_file_becomes_a_list_and_overrides_apply(tmp_path):
     assert config.data.train == [str((tmp_path / "d" / "train.xyz").resolve())]
     with pytest.raises(ConfigError, match="section.key=value"):
         apply_overrides({}, ["train.lr"])
+
+
+def test_d3_takes_a_functional_or_checked_options():
+    base = {"data": {"train": ["x.xyz"]}}
+    assert config_from_dict({**base, "model": {"d3": "pbe"}}).model.d3 == "pbe"
+    options = {"xc": "pbe", "cutoff": 12.0, "smoothing": "none"}
+    assert config_from_dict({**base, "model": {"d3": options}}).model.d3 == options
+    for d3, message in (({"smothing": "none"}, "model.d3.smothing.*smoothing"),
+                        ({"damping": "bj3"}, "model.d3.damping"),
+                        ({"cutoff": 0.5}, r"model.d3.cutoff must be in \[1.0, 100.0\] Å")):
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({**base, "model": {"d3": d3}})

@@ -39,8 +39,13 @@ ghost shell message passing needs), ``dtype``, ``committee`` (members, 0 for a s
 model), ``calibration`` (of the committee's spread), ``nnip_version``, ``format`` and the
 model file's provenance summary.
 
-Long-range terms (electrostatics over the whole cell, D3 with its own 15 Å list) do not
-decompose into domains with a finite ghost shell and are refused for now.
+A D3 dispersion term (`nnip.physics.dispersion.D3Dispersion`, with its own 15 Å list)
+is left out of the compiled graph and carried as metadata instead: ``d3`` (its settings,
+JSON) and ``lammps_d3`` (the same dispersion as ``pair_style dispersion/d3 ...``, which
+LAMMPS overlays on ``pair_style nnip``); `load_compiled` adds it back on the Python side,
+so a package evaluates the whole model from Python and from LAMMPS alike. Electrostatics
+over the whole cell does not decompose into domains with a finite ghost shell and is
+refused for now.
 """
 
 from __future__ import annotations
@@ -61,9 +66,11 @@ from nnip.data.graph import AtomicGraph
 from nnip.errors import ModelError, ModelFileError
 from nnip.models.committee import Committee, force_spread
 from nnip.models.potential import Potential
+from nnip.nn.embedding import TypeMap
+from nnip.physics.dispersion import D3Dispersion
 
 __all__ = ["FORMAT", "CompiledPotential", "ExportedModule", "export_compiled",
-           "load_compiled", "parity"]
+           "lammps_lines", "load_compiled", "parity"]
 
 FORMAT = "nnip-aoti-1"
 """Version tag of the compiled function's signature (inputs, outputs, metadata)."""
@@ -73,7 +80,8 @@ class ExportedModule(nn.Module):
     """The function that is compiled (see the module docstring for its signature).
 
     Args:
-        potential: a `Potential` or `Committee` without long-range terms.
+        potential: a `Potential` or `Committee` without long-range terms (a D3 term is
+            taken out first by `export_compiled`).
     """
 
     def __init__(self, potential: Potential) -> None:
@@ -81,9 +89,9 @@ class ExportedModule(nn.Module):
         if potential.long_range:
             names = [name for m in _members(potential) for name, term in m.terms.items()
                      if getattr(term, "long_range", False)]
-            raise ModelError(f"compiled export does not carry long-range terms yet "
-                             f"({names}): they need the whole cell, not a domain with a "
-                             "finite ghost shell; export a model without them")
+            raise ModelError(f"compiled export does not carry these long-range terms yet "
+                             f"({names}): electrostatics needs the whole cell, not a domain "
+                             "with a finite ghost shell; export a model without them")
         self.potential = potential
         self.members = _members(potential)
         for module in potential.modules():  # static shapes: no per-element gathers
@@ -124,6 +132,39 @@ class ExportedModule(nn.Module):
 def _members(potential: Potential) -> list[Potential]:
     """A committee's members, or the single potential."""
     return potential.members if isinstance(potential, Committee) else [potential]
+
+
+def _take_out_d3(potential: Potential) -> D3Dispersion | None:
+    """Remove the D3 terms of ``potential`` (every member) in place; return one of them.
+
+    Raises:
+        ModelError: members with different D3 settings (one LAMMPS style cannot add them).
+    """
+    found: list[D3Dispersion] = []
+    for member in _members(potential):
+        for name in [n for n, t in member.terms.items() if isinstance(t, D3Dispersion)]:
+            found.append(member.terms[name])
+            del member.terms[name]
+    if any(t.settings() != found[0].settings() for t in found[1:]):
+        raise ModelError("committee members have different D3 settings: "
+                         f"{[t.settings() for t in found]}")
+    return found[0] if found else None
+
+
+def lammps_lines(metadata: dict[str, str], package: str, symbols: list[str]) -> str:
+    """The ``pair_style``/``pair_coeff`` lines that run a package in LAMMPS.
+
+    Args:
+        metadata: the package's metadata (`CompiledPotential.metadata`).
+        package: the package's path as the input script should name it.
+        symbols: one element symbol per LAMMPS atom type.
+    """
+    types = " ".join(symbols)
+    if not metadata.get("lammps_d3"):
+        return f"pair_style nnip\npair_coeff * * {package} {types}"
+    return (f"pair_style hybrid/overlay nnip {metadata['lammps_d3']}\n"
+            f"pair_coeff * * nnip {package} {types}\n"
+            f"pair_coeff * * dispersion/d3 {types}")
 
 
 def _graph_inputs(atoms: Atoms, cutoff: float, device: torch.device | str = "cpu"
@@ -188,6 +229,7 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     model = copy.deepcopy(model).to(device).eval()  # the caller's model stays as it was
     for p in model.parameters():
         p.requires_grad_(False)
+    d3 = _take_out_d3(model)  # LAMMPS adds it (pair_style dispersion/d3), Python too
     module = ExportedModule(model)
     example = example if example is not None else _example(model.elements, model.cutoff)
     inputs = _graph_inputs(example, model.cutoff, device)
@@ -209,6 +251,8 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         "committee": str(len(model.members) if isinstance(model, Committee) else 0),
         "calibration": repr(float(model.calibration) if isinstance(model, Committee) else 1.0),
         "nnip_version": __version__, "device": device, "provenance": json.dumps(provenance),
+        "d3": json.dumps(d3.settings()) if d3 else "",
+        "lammps_d3": d3.lammps_pair_style() if d3 else "",
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +273,9 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     os.replace(tmp, path)
     say(f"nnip export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - start:.0f} s")
+    if d3:
+        say("nnip export: the D3 dispersion term is not compiled in; LAMMPS adds it with its "
+            "own pair style:\n" + lammps_lines(metadata, path.name, model.elements))
     return path
 
 
@@ -255,6 +302,10 @@ class CompiledPotential:
         self.elements = self.metadata["elements"].split(",")
         self.cutoff = float(self.metadata["cutoff"])
         self.device = self.metadata.get("device", "cpu")
+        self.d3 = None  # the D3 term left out of the compiled graph, added here
+        if self.metadata.get("d3"):
+            self.d3 = Potential({"d3": D3Dispersion(**json.loads(self.metadata["d3"]))},
+                                TypeMap(self.elements), self.cutoff).to(self.device)
 
     def __call__(self, atoms: Atoms) -> dict[str, np.ndarray | float]:
         """Evaluate the package on one structure (all atoms owned).
@@ -274,6 +325,13 @@ class CompiledPotential:
             spread = force_spread(members, float(self.metadata["calibration"])).numpy()
         else:
             spread = np.zeros(len(atoms))
+        if self.d3 is not None:
+            graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
+            d3 = self.d3(graph, compute_forces=True, compute_stress=bool(atoms.pbc.all()))
+            energy, energies = energy + d3.energy[0].cpu(), energies + d3.energies.cpu()
+            forces = forces + d3.forces.cpu()
+            if d3.virial is not None:
+                virial = virial + d3.virial[0].cpu()
         energy, energies, forces, virial = (t.numpy() for t in (energy, energies, forces,
                                                                    virial))
         out: dict[str, Any] = {"energy": float(energy), "energies": energies,

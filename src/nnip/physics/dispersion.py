@@ -31,16 +31,29 @@ class D3Dispersion(nn.Module):
         xc: exchange-correlation functional whose D3 parameters to use (``pbe``,
             ``b3lyp``, ``revpbe``, ...).
         damping: ``bj`` (Becke–Johnson, default), ``zero``, ``zerom``, ``bjm``.
-        cutoff: pair cutoff in Å (smoothly switched off).
-        cn_cutoff: coordination-number cutoff in Å.
+        cutoff: pair cutoff in Å.
+        cn_cutoff: coordination-number cutoff in Å (at most ``cutoff``).
+        smoothing: ``poly`` (default): pair energies are switched off smoothly over the
+            last bohr before ``cutoff`` (torch-dftd's polynomial), so forces are
+            continuous; ``none``: a sharp cutoff, as LAMMPS's ``pair_style dispersion/d3``
+            and Grimme's reference code have.
+
+    Raises:
+        ValueError: unknown damping or smoothing, or a non-positive cutoff.
     """
 
     long_range = True
     """Reaches beyond the neighbour-list cutoff (the physics checks treat it apart)."""
 
     def __init__(self, xc: str = "pbe", damping: str = "bj", cutoff: float = 15.0,
-                 cn_cutoff: float = 15.0) -> None:
+                 cn_cutoff: float = 15.0, smoothing: str = "poly") -> None:
         super().__init__()
+        if damping not in ("bj", "zero", "bjm", "zerom"):
+            raise ValueError(f"D3 damping must be bj, zero, bjm or zerom, got {damping!r}")
+        if smoothing not in ("poly", "none"):
+            raise ValueError(f"D3 smoothing must be 'poly' or 'none', got {smoothing!r}")
+        if not (cutoff > 0 and cn_cutoff > 0):
+            raise ValueError(f"D3 cutoffs must be positive (Å), got {cutoff}, {cn_cutoff}")
         try:
             from torch_dftd.dftd3_xc_params import get_dftd3_default_params
             from torch_dftd.nn.dftd3_module import DFTD3Module
@@ -48,9 +61,28 @@ class D3Dispersion(nn.Module):
             raise ImportError("the D3 dispersion term needs torch-dftd "
                               "(pip install torch-dftd)") from err
         self.xc, self.damping, self.cutoff = xc, damping, float(cutoff)
+        self.cn_cutoff, self.smoothing = min(float(cn_cutoff), self.cutoff), smoothing
         params = get_dftd3_default_params(damping, xc)
-        self.d3 = DFTD3Module(params, cutoff=self.cutoff, cnthr=min(cn_cutoff, cutoff),
-                              dtype=torch.float64, bidirectional=True, cutoff_smoothing="poly")
+        self.d3 = DFTD3Module(params, cutoff=self.cutoff, cnthr=self.cn_cutoff,
+                              dtype=torch.float64, bidirectional=True,
+                              cutoff_smoothing=smoothing)
+
+    def settings(self) -> dict[str, str | float]:
+        """The constructor's arguments (what a model file stores to rebuild the term)."""
+        return {"xc": self.xc, "damping": self.damping, "cutoff": self.cutoff,
+                "cn_cutoff": self.cn_cutoff, "smoothing": self.smoothing}
+
+    def lammps_pair_style(self) -> str:
+        """The same dispersion as a LAMMPS pair style (``pair_style dispersion/d3 ...``).
+
+        LAMMPS's style has a sharp cutoff; with ``smoothing="poly"`` the two differ by the
+        pairs in the last bohr before the cutoff (see the README's LAMMPS section). Both
+        interpolate C6 from Grimme's reference table; LAMMPS, like Grimme's code, takes the
+        nearest reference C6 where every Gaussian weight underflows (atoms with a
+        coordination number far from all references, e.g. Ni in dense fcc), torch-dftd a
+        softmax, so such atoms differ slightly.
+        """
+        return f"dispersion/d3 {self.damping} {self.xc} {self.cutoff:g} {self.cn_cutoff:g}"
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom dispersion energies ``(n_atoms,)`` in eV."""

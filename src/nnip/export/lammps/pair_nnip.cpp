@@ -105,6 +105,7 @@ void PairNNIP::coeff(int narg, char **arg)
   ghost_cutoff = std::stod(metadata["ghost_cutoff"]);
   committee = std::stoi(metadata["committee"]);
   calibration = std::stod(metadata["calibration"]);
+  lammps_d3 = metadata.count("lammps_d3") ? metadata["lammps_d3"] : "";
   comm_reverse = 3 * committee;    // members' forces on ghosts go back to their owners
   type_z.assign(ntypes + 1, 0);
   for (int t = 1; t <= ntypes; t++) {
@@ -133,6 +134,10 @@ void PairNNIP::init_style()
   if (force->newton_pair == 0) error->all(FLERR, "pair_style nnip requires newton pair on");
   if (!model) error->all(FLERR, "pair_style nnip: no pair_coeff given");
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  // a model trained with D3 dispersion carries it as LAMMPS's own pair style
+  if (!lammps_d3.empty() && !force->pair_match("dispersion/d3", 0) && comm->me == 0)
+    error->warning(FLERR, "pair_style nnip: this model includes D3 dispersion, which is not "
+                   "in the package; add it with: pair_style hybrid/overlay nnip {}", lammps_d3);
   // every ghost atom within (layers - 1) x cutoff needs its own complete neighbourhood
   double needed = ghost_cutoff + neighbor->skin;
   if (comm->cutghostuser < needed) {

@@ -49,6 +49,7 @@ class PairNNIP : public Pair {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
   std::vector<long> type_z;    // atomic number per LAMMPS type (index 1..ntypes), 0: NULL
   std::vector<std::string> model_elements;    // the package's elements, in its order
+  std::string lammps_d3;    // the D3 pair style the model needs overlaid (empty: none)
   double cutoff = 0.0;         // Å, the model's neighbour cutoff
   double ghost_cutoff = 0.0;   // Å, layers x cutoff
   int committee = 0;
