@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import ase.io
+import numpy as np
 import pytest
 import yaml
 from ase.build import bulk
@@ -18,7 +19,14 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from nnip.active import load_al_config, run_active_learning
-from nnip.active.loop import ExploreConfig, SelectConfig, _explore, _select, _temperatures
+from nnip.active.loop import (
+    ExploreConfig,
+    SelectConfig,
+    _explore,
+    _select,
+    _temperatures,
+    uncertainty_measure,
+)
 from nnip.errors import ConfigError
 
 
@@ -170,3 +178,19 @@ def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
     assert all(" 300 K " in f.info["al_source"] for f in frames)
     frames = _explore(model, explore, upper=1e3, iteration=1, seed=0)
     assert len(frames) == 2 * 2 * 4 and not any("al_lost_samples" in f.info for f in frames)
+    # relative measure: spread / (|F| + 1 eV/Å) <= the absolute spread, and it is what
+    # the trust window was applied to
+    frames = _explore(model, explore, upper=1e3, iteration=1, seed=0, level=1.0)
+    assert all(0 < f.info["al_uncertainty"] <= f.info["max_force_uncertainty"]
+               for f in frames)
+
+
+def test_relative_measure_discounts_atoms_with_large_forces():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.arrays["forces_uncertainty"] = np.array([0.2, 0.05, 0.0, 0.0])
+    forces = np.zeros((4, 3))
+    forces[0, 0], forces[1, 1] = 4.0, 0.1
+    atoms.calc = SinglePointCalculator(atoms, forces=forces)
+    assert uncertainty_measure(atoms) == pytest.approx(0.2)
+    # atom 0: 0.2 / 5 = 0.04; atom 1: 0.05 / 1.1 = 0.045 -> the small-force atom decides
+    assert uncertainty_measure(atoms, level=1.0) == pytest.approx(0.05 / 1.1)

@@ -94,11 +94,18 @@ class SelectConfig:
             (trust_hi): that frame is not a candidate and the trajectory's later frames
             are dropped. Typically 3-5x the threshold.
         max_per_iteration: labelled frames per iteration at most (farthest-point sampled).
+        relative_level_eV_per_A: 0 (default): the measure is the largest per-atom force
+            spread in eV/Å. > 0: the largest *relative* spread,
+            ``spread_i / (|F_i| + level)`` (DP-GEN's relative model deviation), and the
+            threshold and upper level are fractions. For molecules, whose forces span
+            0–10 eV/Å within one trajectory, an absolute window either labels only the
+            hottest frames or none; e.g. level 1 eV/Å with threshold 0.05, upper 0.3.
     """
 
     threshold_eV_per_A: float = 0.1
     upper_eV_per_A: float = 0.5
     max_per_iteration: int = 20
+    relative_level_eV_per_A: float = 0.0
 
 
 @dataclass
@@ -156,6 +163,9 @@ def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
                           "the committee's disagreement")
     if not config.explore.structures:
         raise ConfigError("al.explore.structures: give at least one starting structure file")
+    if config.select.relative_level_eV_per_A < 0:
+        raise ConfigError("al.select.relative_level_eV_per_A must be >= 0 (0: absolute "
+                          f"spreads), got {config.select.relative_level_eV_per_A:g}")
     if not config.select.upper_eV_per_A > config.select.threshold_eV_per_A:
         raise ConfigError(f"al.select.upper_eV_per_A ({config.select.upper_eV_per_A:g}) must "
                           f"exceed threshold_eV_per_A ({config.select.threshold_eV_per_A:g})")
@@ -219,9 +229,30 @@ def _temperatures(config: ExploreConfig, iteration: int) -> list[float]:
     return sorted(config.temperatures_K)[:iteration + 1]
 
 
-def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, seed: int
-             ) -> list[Atoms]:
+def uncertainty_measure(frame: Atoms, level: float = 0.0) -> float:
+    """The selection measure of an explored frame (with its committee's results attached).
+
+    Args:
+        frame: a frame from `nnip.md.MD.atoms` of a committee: per-atom calibrated force
+            spreads ``arrays["forces_uncertainty"]`` ``(n_atoms,)`` eV/Å and the mean
+            forces ``(n_atoms, 3)`` eV/Å in its calculator.
+        level: 0: the largest spread (eV/Å); > 0: the largest ``spread_i / (|F_i| +
+            level)`` (dimensionless), ``level`` in eV/Å.
+    """
+    spread = frame.arrays.get("forces_uncertainty")
+    if spread is None or len(spread) == 0:
+        return float(frame.info.get("max_force_uncertainty", 0.0))
+    if level <= 0:
+        return float(np.max(spread))
+    force = np.linalg.norm(frame.calc.results["forces"], axis=1)
+    return float(np.max(spread / (force + level)))
+
+
+def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, seed: int,
+             level: float = 0.0) -> list[Atoms]:
     """Sampled frames of every trajectory, each cut after its first frame past ``upper``.
+
+    Each frame's ``info["al_uncertainty"]`` is its `uncertainty_measure` at ``level``.
 
     The last kept frame of a cut trajectory carries ``info["al_lost_samples"]``, the
     number of samples it did not deliver (counted as uncertain by `_select`).
@@ -257,12 +288,13 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
                 for r, frame in enumerate(md.atoms()):
                     if not alive[r]:
                         continue
+                    frame.info["al_uncertainty"] = uncertainty_measure(frame, level)
                     frame.calc = None
                     frame.info.update(al_iteration=iteration,
                                       al_source=f"{label} replica {r} step {md.state.step}")
                     frames.append(frame)
                     latest[r], taken[r] = frame, taken[r] + 1
-                    alive[r] = frame.info.get("max_force_uncertainty", 0.0) <= upper
+                    alive[r] = frame.info["al_uncertainty"] <= upper
                 if result.stopped:  # the model broke down (e.g. atoms too close)
                     break
             for r, frame in enumerate(latest):
@@ -273,7 +305,8 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
 
 def _select(frames: list[Atoms], config: SelectConfig) -> tuple[list[int], dict[str, Any]]:
     """Indices of the frames to label and the counts behind the uncertain fraction."""
-    spread = np.array([f.info.get("max_force_uncertainty", 0.0) for f in frames])
+    spread = np.array([f.info.get("al_uncertainty", f.info.get("max_force_uncertainty", 0.0))
+                       for f in frames])
     lost = sum(int(f.info.get("al_lost_samples", 0)) for f in frames)
     candidates = np.flatnonzero((spread > config.threshold_eV_per_A)
                                 & (spread <= config.upper_eV_per_A))
@@ -366,7 +399,8 @@ def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *
             if not candidates_path.exists():
                 say(f"[al] iteration {k}: exploring with MD")
                 _write_atomic_frames(candidates_path, _explore(
-                    model, config.explore, config.select.upper_eV_per_A, k, seed=k))
+                    model, config.explore, config.select.upper_eV_per_A, k, seed=k,
+                    level=config.select.relative_level_eV_per_A))
             state.data["phase"] = "select"
             state.save()
         if state.data["phase"] == "select":
