@@ -226,6 +226,11 @@ class TrainConfig:
             weights are the result, and a rerun with a longer limit resumes.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         threads: torch CPU threads (0: torch's default).
+        compile: compute forces and stress through ``torch.func`` and fuse the training
+            step with ``torch.compile`` (`nnip.models.functional.FunctionalForces`):
+            2–3x faster steps for PaiNN and SchNet after a compilation of a minute or two
+            at the first step, so worth it for runs of ten minutes or more. Models that
+            cannot be compiled (MACE- and NequIP-style, through e3nn) train uncompiled.
         committee: number of models trained (seeds ``seed``, ``seed + 1``, ...) and saved
             as one `Committee` model file with uncertainties (1: a single model).
         bootstrap: committee members train on bootstrap resamples of the training set
@@ -254,6 +259,7 @@ class TrainConfig:
     time_limit_min: float = 0.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
+    compile: bool = False
     committee: int = 1
     bootstrap: bool = False
     init_from: str = ""

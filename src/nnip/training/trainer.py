@@ -221,6 +221,11 @@ class _Run:
         self.device = _device(t.device, group)
         self.model = _build_model(config, self.device, member)
         self.ema = copy.deepcopy(self.model)
+        self.functional = None  # compiled forces (train.compile)
+        if config.train.compile:
+            from nnip.models.functional import FunctionalForces
+
+            self.functional = FunctionalForces(self.model, compile=True)
         self.best_state = self._ema_snapshot()
         self.train_set = train_set
         self.val_set = StructureDataset(splits.validation, config.model.cutoff) \
@@ -360,7 +365,11 @@ class _Run:
             denominators = group.sum(own)
         if len(local):
             stress = self.use_stress and bool(targets.has_stress.any())
-            out = self.model(graph, compute_forces=True, compute_stress=stress, training=True)
+            if self.functional is not None:
+                out = self.functional(graph, compute_stress=stress)
+            else:
+                out = self.model(graph, compute_forces=True, compute_stress=stress,
+                                 training=True)
             loss, parts = self.loss(out, targets, graph, denominators)
         value = float(group.sum(loss.detach().clone().reshape(1))[0])
         if not math.isfinite(value):

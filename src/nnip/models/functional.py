@@ -1,0 +1,110 @@
+"""Forces and stress by `torch.func`, optionally fused by `torch.compile` (training).
+
+`Potential.forward` differentiates with ``torch.autograd.grad(create_graph=True)`` when it
+trains, which `torch.compile` cannot trace. `FunctionalForces` computes the same
+quantities as a pure function of positions and strain,
+``torch.func.grad_and_value(E)(r, ε)``, which it can: the energy, its derivatives and,
+at ``loss.backward()``, the derivatives of those with respect to the weights, become one
+compiled graph whose element-wise edge operations are fused. Message-passing networks
+spend most of their training time in such operations (PaiNN on mlearn Si: ~60 % of a
+step in ``aten::mul`` over ``(n_edges, 3, features)`` tensors), so a compiled step is
+2–3x faster; see `benchmarks/speed/README.md` for the measurement.
+
+Compilation happens at the first call (a minute or two on a CPU) with dynamic sizes, so
+later batches of other sizes reuse it. A model that `torch.compile` cannot trace (e3nn's
+``Irreps`` in the MACE- and NequIP-style models with torch 2.13) falls back, with a
+message, to the uncompiled functional path, which gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+
+from nnip.data.graph import AtomicGraph, replace
+from nnip.models.potential import Potential, PotentialOutput, _per_system, _virial_stress
+
+__all__ = ["FunctionalForces"]
+
+
+class FunctionalForces:
+    """``graph -> PotentialOutput`` (energy, forces, virial, stress) of a `Potential`.
+
+    Args:
+        potential: a single `Potential` (not a `Committee`: its members train apart).
+        compile: fuse with ``torch.compile(dynamic=True)``; ``False`` gives the same
+            numbers through `torch.func` alone.
+
+    The outputs keep their autograd graph to the weights (a loss on forces or stress
+    back-propagates), like ``potential(graph, training=True)``, to ~1e-12 relative.
+    """
+
+    def __init__(self, potential: Potential, compile: bool = True) -> None:
+        if hasattr(potential, "members"):
+            raise TypeError("FunctionalForces takes one Potential, not a Committee")
+        self.potential = potential
+        e3nn = sorted({type(m).__name__ for m in potential.modules()
+                       if type(m).__module__.startswith("e3nn")})
+        if compile and e3nn:  # known to fail (after minutes of tracing): do not try
+            print(f"nnip: torch.compile cannot trace e3nn modules ({', '.join(e3nn)}) with "
+                  f"torch {torch.__version__}; training continues uncompiled", file=sys.stderr)
+            compile = False
+        self.compiled = compile
+        self._fn = torch.compile(self._grad_and_value, dynamic=True) if compile \
+            else self._grad_and_value
+        self._checked = not compile  # the first compiled call may fall back
+
+    def _energy(self, positions: torch.Tensor, strain: torch.Tensor, graph: AtomicGraph
+                ) -> tuple[torch.Tensor, tuple[Any, ...]]:
+        sym = 0.5 * (strain + strain.transpose(1, 2))  # (n_systems, 3, 3)
+        cell = graph.cell.to(positions.dtype)
+        strained = replace(graph, positions=positions + torch.einsum(
+            "ai,aij->aj", positions, sym[graph.system_idx]), cell=cell + torch.bmm(cell, sym))
+        energies, charges = self.potential.energies_and_charges(strained)
+        energy = _per_system(graph, energies)
+        aux = (energy, energies) if charges is None else (energy, energies, charges)
+        return energy.sum(), aux
+
+    def _grad_and_value(self, positions: torch.Tensor, strain: torch.Tensor,
+                        graph: AtomicGraph) -> tuple[Any, ...]:
+        return torch.func.grad_and_value(self._energy, argnums=(0, 1), has_aux=True)(
+            positions, strain, graph)
+
+    def _call(self, positions: torch.Tensor, strain: torch.Tensor, graph: AtomicGraph
+              ) -> tuple[Any, ...]:
+        # no "duck sizing": a batch of 3 structures must not make n_systems the constant 3
+        # of the (n_systems, 3) cell and pbc shapes, which would recompile at every other
+        # batch size
+        with torch.fx.experimental._config.patch(use_duck_shape=False):
+            return self._fn(positions, strain, graph)
+
+    def __call__(self, graph: AtomicGraph, compute_stress: bool = False) -> PotentialOutput:
+        """Energy ``(n_systems,)`` eV, forces ``(n_atoms, 3)`` eV/Å and, with
+        ``compute_stress``, virial ``(n_systems, 3, 3)`` eV and stress (eV/Å³).
+        """
+        model = self.potential
+        model.type_map.check(graph.atomic_numbers)
+        dtype = model.model_dtype
+        positions = graph.positions.detach().to(dtype)
+        strain = torch.zeros((graph.n_systems, 3, 3), dtype=dtype, device=positions.device)
+        if self._checked:
+            grads, aux = self._call(positions, strain, graph)
+        else:
+            try:
+                grads, aux = self._call(positions, strain, graph)
+            except Exception as err:  # noqa: BLE001  (any tracing/compilation failure)
+                print(f"nnip: torch.compile cannot compile this model "
+                      f"({type(err).__name__}: {str(err).strip().splitlines()[0][:200]}); "
+                      "training continues uncompiled", file=sys.stderr)
+                self._fn, self.compiled = self._grad_and_value, False
+                grads, aux = self._fn(positions, strain, graph)
+            self._checked = True
+        (d_positions, d_strain), (energy, energies, *charges) = grads, aux[1]
+        charges = charges[0] if charges else None
+        out = PotentialOutput(energy=energy, energies=energies, charges=charges,
+                              forces=-d_positions.to(torch.float64))
+        if compute_stress:
+            out.virial, out.stress = _virial_stress(graph, d_strain)
+        return out

@@ -1,0 +1,69 @@
+"""`FunctionalForces`: torch.func derivatives equal the autograd ones, weights' grads too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ase.build import bulk, molecule
+
+from nnip.data.graph import AtomicGraph
+from nnip.models import Committee, build
+from nnip.models.functional import FunctionalForces
+
+
+def _batch(symbol: str, cutoff: float) -> AtomicGraph:
+    crystal = bulk(symbol, "fcc", a=3.6).repeat((2, 2, 2))
+    crystal.rattle(0.05, seed=1)
+    sheared = bulk(symbol, "fcc", a=3.7, cubic=True)
+    sheared.set_cell(sheared.cell.array @ [[1, 0.05, 0], [0, 1, 0.1], [0.02, 0, 1]],
+                     scale_atoms=True)
+    sheared.rattle(0.05, seed=2)
+    return AtomicGraph.from_atoms([crystal, sheared], cutoff)
+
+
+def _loss(out) -> torch.Tensor:
+    return out.energy.sum() + (out.forces ** 2).sum() + (out.virial ** 2).sum()
+
+
+@pytest.mark.parametrize("arch, params", [
+    ("schnet", {"n_features": 8, "n_interactions": 2}),
+    ("painn", {"n_features": 8, "n_interactions": 2}),
+    ("mace", {"n_features": 8, "n_interactions": 2, "l_max": 1}),
+])
+def test_functional_derivatives_equal_autograd_ones(arch, params):
+    model = build(arch, ["Cu"], 4.0, zbl=True, seed=0, **params)
+    graph = _batch("Cu", 4.0)
+    reference = model(graph, compute_forces=True, compute_stress=True, training=True)
+    out = FunctionalForces(model, compile=False)(graph, compute_stress=True)
+    for key in ("energy", "energies", "forces", "virial", "stress"):
+        assert torch.allclose(getattr(out, key), getattr(reference, key), rtol=1e-12,
+                              atol=1e-12), key
+    # the loss's gradient with respect to the weights (forces enter it) is the same
+    params_ = list(model.parameters())
+    for a, b in zip(torch.autograd.grad(_loss(reference), params_),
+                    torch.autograd.grad(_loss(out), params_)):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_functional_path_keeps_predicted_charges_and_refuses_committees():
+    ethanol, water = molecule("CH3CH2OH"), molecule("H2O")
+    water.info["total_charge"] = 0.0
+    graph = AtomicGraph.from_atoms([ethanol, water], 4.0)
+    model = build("painn", ["C", "H", "O"], 4.0, n_features=8, n_interactions=2,
+                  electrostatics=True)
+    reference = model(graph, compute_forces=True, training=True)
+    out = FunctionalForces(model, compile=False)(graph)
+    assert torch.allclose(out.charges, reference.charges, atol=1e-12)
+    assert torch.allclose(out.forces, reference.forces, atol=1e-12)
+    assert out.stress is None
+    committee = Committee([build("schnet", ["Cu"], 4.0, n_features=8, seed=k)
+                           for k in range(2)])
+    with pytest.raises(TypeError, match="Committee"):
+        FunctionalForces(committee)
+
+
+def test_e3nn_models_are_not_compiled_and_say_so(capsys):
+    model = build("mace", ["Cu"], 4.0, n_features=8, n_interactions=2, l_max=1)
+    functional = FunctionalForces(model, compile=True)
+    assert not functional.compiled
+    assert "cannot trace e3nn" in capsys.readouterr().err
