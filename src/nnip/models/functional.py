@@ -81,8 +81,12 @@ class FunctionalForces:
             return self._fn(positions, strain, graph)
 
     def __call__(self, graph: AtomicGraph, compute_stress: bool = False) -> PotentialOutput:
-        """Energy ``(n_systems,)`` eV, forces ``(n_atoms, 3)`` eV/Å and, with
-        ``compute_stress``, virial ``(n_systems, 3, 3)`` eV and stress (eV/Å³).
+        """Predictions of ``graph`` with their autograd graph to the weights.
+
+        Returns:
+            `PotentialOutput`: energy ``(n_systems,)`` eV, per-atom energies, forces
+            ``(n_atoms, 3)`` eV/Å, charges (models that predict them) and, with
+            ``compute_stress``, virial ``(n_systems, 3, 3)`` eV and stress eV/Å³.
         """
         model = self.potential
         model.type_map.check(graph.atomic_numbers)
