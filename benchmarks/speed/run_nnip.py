@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
                   "2 layers, 8 Bessel, radial MLP 64"),
 }
 SUFFIX = ", random weights; NNIPCalculator float32 inference / float64 training"
+COMPILABLE = ("schnet", "painn")  # train.compile applies (e3nn models train uncompiled)
 
 
 def build(name: str, elements: list[str], cutoff: float, dtype: torch.dtype) -> Any:
@@ -100,6 +102,27 @@ def measure(name: str, spec: dict[str, Any]) -> dict[str, Any]:
             optimizer.step()
 
         result["training"] = {**time_steps(step, t["warmup"], t["steps"]), "batch_size": size}
+        if MODELS[name][0] in COMPILABLE:  # the same steps with train.compile
+            from nnip.models.functional import FunctionalForces
+
+            model = build(name, ["Cu"], cutoff, torch.float64)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            functional = FunctionalForces(model, compile=True)
+
+            def compiled_step(k: int) -> None:
+                graph, targets = data.batch(groups[k % len(groups)])
+                out = functional(graph, compute_stress=True)
+                loss, _ = loss_fn(out, targets, graph)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+            start = time.perf_counter()
+            compiled_step(0)  # compiles
+            compile_s = time.perf_counter() - start
+            result["training_compiled"] = {**time_steps(compiled_step, t["warmup"],
+                                                        t["steps"]),
+                                           "batch_size": size, "compile_s": compile_s}
     except Exception as err:
         result["errors"]["training"] = f"{type(err).__name__}: {err}"
     m = spec["md"]

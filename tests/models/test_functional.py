@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from ase.build import bulk, molecule
@@ -67,3 +68,28 @@ def test_e3nn_models_are_not_compiled_and_say_so(capsys):
     functional = FunctionalForces(model, compile=True)
     assert not functional.compiled
     assert "cannot trace e3nn" in capsys.readouterr().err
+
+
+def test_compiled_inference_in_the_calculator_and_md_equals_eager():
+    from ase.build import bulk
+
+    from nnip.calculators.ase import NNIPCalculator
+    from nnip.md import MD, VelocityVerlet
+
+    model = build("schnet", ["Cu"], 4.0, n_features=8, n_interactions=2, seed=1)
+    compiled = NNIPCalculator(model, compile=True)
+    eager = NNIPCalculator(model)
+    for repeat in ((2, 2, 2), (3, 2, 2)):  # another size: no new compilation needed
+        atoms = bulk("Cu", "fcc", a=3.6).repeat(repeat)
+        atoms.rattle(0.05, seed=3)
+        for prop in ("energy", "forces", "stress"):
+            a, b = compiled.get_property(prop, atoms), eager.get_property(prop, atoms)
+            assert np.abs(a - b).max() < 1e-10, prop
+    assert compiled.functional is not None and compiled.functional.compiled
+    start = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    runs = [MD(model, start, VelocityVerlet(2.0), temperature_K=600, progress=False,
+               compile=flag) for flag in (False, True)]
+    for md in runs:
+        md.run(20)
+    assert torch.allclose(runs[0].state.positions, runs[1].state.positions, atol=1e-10)
+    assert runs[1].functional is not None

@@ -52,6 +52,9 @@ class CLICommand:
                             help="output folder (default: md_<structure stem>)")
         parser.add_argument("--device", default=None, help="torch device (default: cpu)")
         parser.add_argument("--dtype", choices=["float32", "float64"], default=None)
+        parser.add_argument("--compile", action="store_true",
+                            help="forces through torch.compile: 2-3x faster steps for "
+                            "PaiNN/SchNet after a compilation of about a minute")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -73,7 +76,8 @@ class CLICommand:
                           tau_p_fs=args.tau_p_fs,
                           compressibility_per_GPa=args.compressibility_per_GPa,
                           anisotropic=args.anisotropic, write_every=args.write_every,
-                          skin_A=args.skin_A, seed=args.seed, min_distance_A=args.min_distance_A)
+                          skin_A=args.skin_A, seed=args.seed, min_distance_A=args.min_distance_A,
+                          compile=args.compile)
         print(f"{result.steps} steps in {result.seconds:.1f} s ({result.ns_per_day:.3g} ns/day "
               f"per system, {result.neighbor_rebuilds} neighbour-list builds) -> {out}")
         return 3 if result.stopped else 0

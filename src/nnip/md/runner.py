@@ -36,6 +36,7 @@ from nnip.md.integrators import (
     pressure_tensor,
     temperature,
 )
+from nnip.models.functional import compiled_forces
 from nnip.models.potential import Potential
 
 __all__ = ["ENSEMBLES", "MD", "MDResult", "maxwell_boltzmann", "simulate"]
@@ -101,6 +102,9 @@ class MD:
         stop_on_uncertain: stop (default) or flag on an uncertain prediction.
         seed: seed of the initial velocities.
         progress: show a progress bar with ns/day.
+        compile: evaluate forces through ``torch.compile``
+            (`nnip.models.functional.FunctionalForces`; single models, not e3nn ones):
+            2–3x faster steps for PaiNN and SchNet after a compilation at the first step.
     """
 
     def __init__(self, model: Potential, structures: Atoms | Sequence[Atoms],
@@ -108,7 +112,8 @@ class MD:
                  trajectory: str | Path | None = None, log: str | Path | None = None,
                  write_every: int = 10, min_distance_A: float = 0.5,
                  max_temperature_K: float = 1e4, max_uncertainty_eV_per_A: float = 0.0,
-                 stop_on_uncertain: bool = True, seed: int = 0, progress: bool = True) -> None:
+                 stop_on_uncertain: bool = True, seed: int = 0, progress: bool = True,
+                 compile: bool = False) -> None:
         frames = [structures] if isinstance(structures, Atoms) else list(structures)
         if not frames:
             raise DataError("MD needs at least one structure")
@@ -116,6 +121,7 @@ class MD:
             raise ValueError(f"write_every must be >= 1, got {write_every}")
         model.check_elements(frames)
         self.model, self.integrator = model, integrator
+        self.functional = compiled_forces(model) if compile else None
         self.frames = [a.copy() for a in frames]
         self.skin = float(skin_A)
         self.write_every, self.progress = int(write_every), progress
@@ -201,7 +207,10 @@ class MD:
             r = self._graph(state, edge_index, edge_shift).edge_vectors().norm(dim=-1)
             inside = r < self.model.cutoff
         graph = self._graph(state, edge_index[:, inside], edge_shift[inside])
-        out = self.model(graph, compute_forces=True, compute_stress=self.need_stress)
+        if self.functional is not None:
+            out = self.functional(graph, compute_stress=self.need_stress, training=False)
+        else:
+            out = self.model(graph, compute_forces=True, compute_stress=self.need_stress)
         state.forces, state.energy = out.forces.detach(), out.energy.detach()
         state.stress = out.stress.detach() if out.stress is not None else None
         if out.forces_uncertainty is not None:
@@ -412,7 +421,7 @@ def simulate(model: Potential, structure: Atoms, out_dir: str | Path, *, steps: 
              pressure_GPa: float = 0.0, tau_p_fs: float = 1000.0,
              compressibility_per_GPa: float = 0.01, anisotropic: bool = False,
              write_every: int = 10, skin_A: float = 1.0, min_distance_A: float = 0.5,
-             seed: int = 0, progress: bool = True) -> MDResult:
+             seed: int = 0, progress: bool = True, compile: bool = False) -> MDResult:
     """Run (or continue) an MD simulation into ``out_dir``: what ``nnip md`` does.
 
     Writes ``trajectory.extxyz`` (``trajectory_000.extxyz`` ... with replicas) and
@@ -442,6 +451,7 @@ def simulate(model: Potential, structure: Atoms, out_dir: str | Path, *, steps: 
         min_distance_A: stop when two atoms come closer (Å).
         seed: seed of initial velocities and Langevin noise.
         progress: progress bar.
+        compile: forces through ``torch.compile`` (see `MD`).
 
     Returns:
         `MDResult` of this call (``steps`` 0 when the run was already complete).
@@ -487,6 +497,6 @@ def simulate(model: Potential, structure: Atoms, out_dir: str | Path, *, steps: 
         integrator = NoseHooverChain(timestep_fs, temperature_K, tdamp_fs)
     md = MD(model, frames, integrator, temperature_K=start_temperature, skin_A=skin_A,
             trajectory=traj, log=out / "thermo.csv", write_every=write_every, seed=seed,
-            min_distance_A=min_distance_A, progress=progress)
+            min_distance_A=min_distance_A, progress=progress, compile=compile)
     md.state.step, md.state.time_fs = done, done * timestep_fs
     return md.run(steps - done)

@@ -8,7 +8,8 @@ at ``loss.backward()``, the derivatives of those with respect to the weights, be
 compiled graph whose element-wise edge operations are fused. Message-passing networks
 spend most of their training time in such operations (PaiNN on mlearn Si: ~60 % of a
 step in ``aten::mul`` over ``(n_edges, 3, features)`` tensors), so a compiled step is
-2–3x faster; see `benchmarks/speed/README.md` for the measurement.
+2–3x faster; see `benchmarks/speed/README.md` for the measurement. Inference (MD, the
+ASE calculator: ``compile=True``) gains alike, without the weights' graph.
 
 Compilation happens at the first call (a minute or two on a CPU) with dynamic sizes, so
 later batches of other sizes reuse it. A model that `torch.compile` cannot trace (e3nn's
@@ -26,7 +27,7 @@ import torch
 from nnip.data.graph import AtomicGraph, replace
 from nnip.models.potential import Potential, PotentialOutput, _per_system, _virial_stress
 
-__all__ = ["FunctionalForces"]
+__all__ = ["FunctionalForces", "compiled_forces"]
 
 
 class FunctionalForces:
@@ -80,8 +81,11 @@ class FunctionalForces:
         with torch.fx.experimental._config.patch(use_duck_shape=False):
             return self._fn(positions, strain, graph)
 
-    def __call__(self, graph: AtomicGraph, compute_stress: bool = False) -> PotentialOutput:
-        """Predictions of ``graph`` with their autograd graph to the weights.
+    def __call__(self, graph: AtomicGraph, compute_stress: bool = False,
+                 training: bool = True) -> PotentialOutput:
+        """Predictions of ``graph`` (with ``training``: differentiable in the weights).
+
+        Without ``training`` the outputs are detached (inference: MD, ASE calculator).
 
         Returns:
             `PotentialOutput`: energy ``(n_systems,)`` eV, per-atom energies, forces
@@ -93,6 +97,9 @@ class FunctionalForces:
         dtype = model.model_dtype
         positions = graph.positions.detach().to(dtype)
         strain = torch.zeros((graph.n_systems, 3, 3), dtype=dtype, device=positions.device)
+        if not training:  # torch.func.grad still differentiates inside no_grad
+            with torch.no_grad():
+                return self(graph, compute_stress, training=True)
         if self._checked:
             grads, aux = self._call(positions, strain, graph)
         else:
@@ -112,3 +119,15 @@ class FunctionalForces:
         if compute_stress:
             out.virial, out.stress = _virial_stress(graph, d_strain)
         return out
+
+
+def compiled_forces(potential: Potential) -> FunctionalForces | None:
+    """A compiled `FunctionalForces` of ``potential``, or None where it cannot have one.
+
+    A `Committee` (its members are evaluated together) gets None, with a message.
+    """
+    if hasattr(potential, "members"):
+        print("nnip: compile applies to single models; this committee is evaluated "
+              "uncompiled", file=sys.stderr)
+        return None
+    return FunctionalForces(potential, compile=True)
