@@ -46,7 +46,7 @@ MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
                   "2 layers, 8 Bessel, radial MLP 64"),
 }
 SUFFIX = ", random weights; NNIPCalculator float32 inference / float64 training"
-COMPILABLE = ("schnet", "painn")  # train.compile applies (e3nn models train uncompiled)
+COMPILABLE = ("schnet", "painn", "mace", "nequip")  # train.compile applies
 
 
 def build(name: str, elements: list[str], cutoff: float, dtype: torch.dtype) -> Any:

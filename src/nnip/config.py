@@ -228,9 +228,9 @@ class TrainConfig:
         threads: torch CPU threads (0: torch's default).
         compile: compute forces and stress through ``torch.func`` and fuse the training
             step with ``torch.compile`` (`nnip.models.functional.FunctionalForces`):
-            2–3x faster steps for PaiNN and SchNet after a compilation of a minute or two
-            at the first step, so worth it for runs of ten minutes or more. Models that
-            cannot be compiled (MACE- and NequIP-style, through e3nn) train uncompiled.
+            1.4–3.6x faster steps (PaiNN most) after a compilation of a minute or two at
+            the first step, so worth it for runs of ten minutes or more; the same weights
+            as uncompiled training. A model that cannot be compiled trains uncompiled.
         committee: number of models trained (seeds ``seed``, ``seed + 1``, ...) and saved
             as one `Committee` model file with uncertainties (1: a single model).
         bootstrap: committee members train on bootstrap resamples of the training set

@@ -63,11 +63,38 @@ def test_functional_path_keeps_predicted_charges_and_refuses_committees():
         FunctionalForces(committee)
 
 
-def test_e3nn_models_are_not_compiled_and_say_so(capsys):
-    model = build("mace", ["Cu"], 4.0, n_features=8, n_interactions=2, l_max=1)
+def test_a_model_that_does_not_compile_falls_back_and_says_so(capsys, monkeypatch):
+    def refuse(fn, **kwargs):
+        def failing(*args):
+            raise RuntimeError("no compiler here")
+        return failing
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    model = build("painn", ["Cu"], 4.0, n_features=8, n_interactions=2, seed=0)
     functional = FunctionalForces(model, compile=True)
-    assert not functional.compiled
-    assert "cannot trace e3nn" in capsys.readouterr().err
+    graph = _batch("Cu", 4.0)
+    out = functional(graph, compute_stress=True)
+    assert not functional.compiled and "no compiler here" in capsys.readouterr().err
+    reference = model(graph, compute_forces=True, compute_stress=True)
+    assert torch.allclose(out.forces, reference.forces, atol=1e-12)
+
+
+def test_compiled_mace_style_model_equals_eager():
+    # e3nn-based: its irreps bookkeeping is plain ints, so the compiler traces it
+    model = build("mace", ["Cu", "Ni"], 4.0, n_features=8, n_interactions=2, l_max=1, seed=0)
+    graph = _batch("Cu", 4.0)
+    graph.atomic_numbers[::3] = 28  # two elements: the contraction without gathers
+    reference = model(graph, compute_forces=True, compute_stress=True, training=True)
+    functional = FunctionalForces(model, compile=True)
+    out = functional(graph, compute_stress=True)
+    assert functional.compiled
+    for key in ("energy", "forces", "stress"):
+        assert torch.allclose(getattr(out, key), getattr(reference, key), rtol=1e-10,
+                              atol=1e-10), key
+    params = list(model.parameters())
+    for a, b in zip(torch.autograd.grad(_loss(reference), params),
+                    torch.autograd.grad(_loss(out), params)):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-10)
 
 
 def test_compiled_inference_in_the_calculator_and_md_equals_eager():

@@ -38,7 +38,7 @@ class NNIPCalculator(Calculator):
         compile: evaluate through `nnip.models.functional.FunctionalForces` fused by
             ``torch.compile`` (PaiNN 500 Cu atoms: 2.7x faster per call after a compilation
             of ~40 s at the first call; sizes may change). Single models only; a
-            `Committee` or an e3nn model is evaluated uncompiled, with a message.
+            `Committee` is evaluated uncompiled, with a message.
         **kwargs: passed to `ase.calculators.calculator.Calculator`.
 
     Stress is available for structures periodic in all three directions; asking for it

@@ -103,7 +103,7 @@ class MD:
         seed: seed of the initial velocities.
         progress: show a progress bar with ns/day.
         compile: evaluate forces through ``torch.compile``
-            (`nnip.models.functional.FunctionalForces`; single models, not e3nn ones):
+            (`nnip.models.functional.FunctionalForces`; single models, not committees):
             2–3x faster steps for PaiNN and SchNet after a compilation at the first step.
     """
 

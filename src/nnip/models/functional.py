@@ -12,9 +12,10 @@ step in ``aten::mul`` over ``(n_edges, 3, features)`` tensors), so a compiled st
 ASE calculator: ``compile=True``) gains alike, without the weights' graph.
 
 Compilation happens at the first call (a minute or two on a CPU) with dynamic sizes, so
-later batches of other sizes reuse it. A model that `torch.compile` cannot trace (e3nn's
-``Irreps`` in the MACE- and NequIP-style models with torch 2.13) falls back, with a
-message, to the uncompiled functional path, which gives the same numbers.
+later batches of other sizes reuse it. Every architecture of nnip compiles (the e3nn-based
+ones keep their irreps bookkeeping in plain ints, which is what the compiler guards on);
+a model that `torch.compile` cannot trace falls back, with a message, to the uncompiled
+functional path, which gives the same numbers.
 """
 
 from __future__ import annotations
@@ -46,13 +47,11 @@ class FunctionalForces:
         if hasattr(potential, "members"):
             raise TypeError("FunctionalForces takes one Potential, not a Committee")
         self.potential = potential
-        e3nn = sorted({type(m).__name__ for m in potential.modules()
-                       if type(m).__module__.startswith("e3nn")})
-        if compile and e3nn:  # known to fail (after minutes of tracing): do not try
-            print(f"nnip: torch.compile cannot trace e3nn modules ({', '.join(e3nn)}) with "
-                  f"torch {torch.__version__}; training continues uncompiled", file=sys.stderr)
-            compile = False
         self.compiled = compile
+        if compile:  # static shapes: no per-element gathers (data-dependent sizes)
+            for module in potential.modules():
+                if hasattr(module, "gather_by_element"):
+                    module.gather_by_element = False
         self._fn = torch.compile(self._grad_and_value, dynamic=True) if compile \
             else self._grad_and_value
         self._checked = not compile  # the first compiled call may fall back

@@ -178,6 +178,10 @@ class SymmetricContraction(nn.Module):
         contracts all nodes with every element's weights and masks (n_types x the work,
         static shapes: what `nnip.export.compiled` traces)."""
         d, m = o3.Irreps(irreps_in).dim, self.irreps_out.dim
+        # output blocks as plain ints (start, stop, dim): torch.compile guards no e3nn objects
+        self._out_blocks = [(sl.start, sl.stop, ir.dim) for (_, ir), sl in
+                            zip(self.irreps_out, self.irreps_out.slices())]
+        self._out_dim = m
         offsets = dict(zip([str(ir) for _, ir in self.irreps_out],
                            [sl.start for sl in self.irreps_out.slices()]))
         self.weights = nn.ParameterList()
@@ -206,7 +210,7 @@ class SymmetricContraction(nn.Module):
                           getattr(self, f"Q{nu}").to(A.dtype))
              for nu in range(1, self.correlation + 1)]  # W[ν-1]: (n_types, K, M, d^ν)
         n, k = A.shape[0], A.shape[1]
-        out = A.new_zeros((n, k, self.irreps_out.dim))  # (n_nodes, K, M)
+        out = A.new_zeros((n, k, self._out_dim))  # (n_nodes, K, M)
         gather = self.gather_by_element and self.n_types > 1
         for z in range(self.n_types):
             if gather:  # only the nodes of element z (a data-dependent count)
@@ -223,8 +227,8 @@ class SymmetricContraction(nn.Module):
                 out = t
             else:  # every element's contraction on every node, kept where it applies
                 out = out + (types == z).to(t.dtype)[:, None, None] * t
-        return torch.cat([out[:, :, sl].reshape(n, k * ir.dim)
-                          for (_, ir), sl in zip(self.irreps_out, self.irreps_out.slices())],
+        return torch.cat([out[:, :, start:stop].reshape(n, k * dim)
+                          for start, stop, dim in self._out_blocks],
                          dim=-1)  # (n_nodes, K * irreps_out.dim)
 
 
@@ -242,6 +246,7 @@ class MACELayer(nn.Module):
         super().__init__()
         k = config.n_features
         self.k, self.irreps_sh = k, irreps_sh
+        self._sh_dims = [ir.dim for _, ir in irreps_sh]
         self.conv = Convolution(irreps_in, irreps_sh, irreps_sh, config.n_basis,
                                 [config.radial_hidden] * 2, config.avg_num_neighbors)
         irreps_mid = self.conv.irreps_out
@@ -258,9 +263,9 @@ class MACELayer(nn.Module):
     def _to_channels(self, x: torch.Tensor) -> torch.Tensor:
         """e3nn layout of ``K x (0e + 1o + ...)`` (sorted) -> ``(n_nodes, K, sh.dim)``."""
         blocks, start = [], 0
-        for _, ir in self.irreps_sh:
-            width = self.k * ir.dim
-            blocks.append(x[:, start:start + width].reshape(-1, self.k, ir.dim))
+        for dim in self._sh_dims:  # plain ints: torch.compile need not guard e3nn objects
+            width = self.k * dim
+            blocks.append(x[:, start:start + width].reshape(-1, self.k, dim))
             start += width
         return torch.cat(blocks, dim=-1)
 
