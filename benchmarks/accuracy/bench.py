@@ -142,7 +142,7 @@ def _row(task_name: str, task: Task, model: str, pred, wall: float, epochs: int,
 
 
 def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out: Path,
-             minutes: float, threads: int) -> dict:
+             minutes: float, threads: int, compile_: bool = False) -> dict:
     """Train one nnip architecture within the budget and score it on the test set."""
     spec = NNIP_MODELS[name]
     config = {
@@ -154,8 +154,9 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
         "train": {"epochs": 100000, "batch_size": BATCH, "lr": LR, "scheduler": "cosine",
                   "min_lr": 1e-5,
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
-                  "checkpoint_every": 1000, "threads": threads},
-        "output": {"run_dir": str(out / name / task_name), "license": "benchmark"},
+                  "checkpoint_every": 1000, "threads": threads, "compile": compile_},
+        "output": {"run_dir": str(out / name / (task_name + ("-compiled" if compile_ else ""))),
+                   "license": "benchmark"},
     }
     if Path(config["output"]["run_dir"]).exists():  # a benchmark run starts afresh
         shutil.rmtree(config["output"]["run_dir"])
@@ -335,7 +336,8 @@ def _merge_row(results: Path, row: dict, meta: dict) -> list[dict]:
     with open(results / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
-        key = lambda r: (r["task"], r["model"], r["minutes"])  # noqa: E731
+        key = lambda r: (r["task"], r["model"], r["minutes"],  # noqa: E731
+                         r.get("compiled", False))
         rows = [r for r in rows if key(r) != key(row)] + [row]
         rows.sort(key=lambda r: (list(TASKS).index(r["task"]), r["minutes"],
                                  MODELS.index(r["model"])))
@@ -360,6 +362,8 @@ def main() -> None:
                         help="skip (task, model) pairs that already have a row with this "
                         "budget, so that a long grid can be run in several sittings")
     parser.add_argument("--list", action="store_true", help="list tasks and models")
+    parser.add_argument("--compile", action="store_true",
+                        help="nnip models train with train.compile (fused steps)")
     args = parser.parse_args()
     if args.list:
         for name, task in TASKS.items():
@@ -378,8 +382,9 @@ def main() -> None:
         task = TASKS[task_name]
         split = make_split(task_name, task, out)
         for model in args.models:
-            if args.skip_done and any((r["task"], r["model"], r["minutes"]) ==
-                                      (task_name, model, args.minutes) for r in rows):
+            if args.skip_done and any(
+                    (r["task"], r["model"], r["minutes"], r.get("compiled", False)) ==
+                    (task_name, model, args.minutes, args.compile) for r in rows):
                 print(f"=== {task_name} / {model}: done, skipped", flush=True)
                 continue
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
@@ -391,13 +396,16 @@ def main() -> None:
                                          args.threads, expected)
                 else:
                     row = run_nnip(model, task_name, task, split, out, args.minutes,
-                                   args.threads)
+                                   args.threads, args.compile)
             except (RuntimeError, subprocess.CalledProcessError, nnip.errors.NNIPError) as err:
                 print(f"!!! {task_name} / {model} failed, no row written: {err}", flush=True)
                 continue
             row["minutes"] = args.minutes
             row["threads"] = args.threads
             row["schedule"] = SCHEDULE
+            if args.compile and model != "mace-torch":
+                row["compiled"] = True
+                row["schedule"] = SCHEDULE + ", compiled"
             rows = _merge_row(results, row, meta)
             print(markdown([row], meta), flush=True)
 
