@@ -20,7 +20,9 @@ functional path, which gives the same numbers.
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from typing import Any
 
 import torch
@@ -80,6 +82,33 @@ class FunctionalForces:
         with torch.fx.experimental._config.patch(use_duck_shape=False):
             return self._fn(positions, strain, graph)
 
+    def _first_call(self, positions: torch.Tensor, strain: torch.Tensor, graph: AtomicGraph
+                    ) -> tuple[Any, ...]:
+        """Compile; on failure retry without SIMD code generation, then run uncompiled."""
+        try:
+            return self._call(positions, strain, graph)
+        except Exception as err:  # noqa: BLE001  (any tracing/compilation failure)
+            first = err
+        if "Inductor" in type(first).__name__:
+            # torch 2.13's vectorised C++ code generation asserts on some graphs (as in
+            # nnip.export.compiled); scalar code generation compiles them
+            self._fn = torch.compile(self._grad_and_value, dynamic=True,
+                                     options={"cpp.simdlen": 1})
+            try:
+                out = self._call(positions, strain, graph)
+                print("nnip: torch.compile's vectorised code generation failed; compiled "
+                      "without SIMD vectorisation", file=sys.stderr)
+                return out
+            except Exception as err:  # noqa: BLE001
+                first = err
+        detail = str(first).strip().splitlines()[0][:200] if str(first).strip() else ""
+        print(f"nnip: torch.compile cannot compile this model ({type(first).__name__}: "
+              f"{detail}); continuing uncompiled", file=sys.stderr)
+        if os.environ.get("NNIP_DEBUG"):
+            traceback.print_exception(first, file=sys.stderr)
+        self._fn, self.compiled = self._grad_and_value, False
+        return self._fn(positions, strain, graph)
+
     def __call__(self, graph: AtomicGraph, compute_stress: bool = False,
                  training: bool = True) -> PotentialOutput:
         """Predictions of ``graph`` (with ``training``: differentiable in the weights).
@@ -102,14 +131,7 @@ class FunctionalForces:
         if self._checked:
             grads, aux = self._call(positions, strain, graph)
         else:
-            try:
-                grads, aux = self._call(positions, strain, graph)
-            except Exception as err:  # noqa: BLE001  (any tracing/compilation failure)
-                print(f"nnip: torch.compile cannot compile this model "
-                      f"({type(err).__name__}: {str(err).strip().splitlines()[0][:200]}); "
-                      "training continues uncompiled", file=sys.stderr)
-                self._fn, self.compiled = self._grad_and_value, False
-                grads, aux = self._fn(positions, strain, graph)
+            grads, aux = self._first_call(positions, strain, graph)
             self._checked = True
         (d_positions, d_strain), (energy, energies, *charges) = grads, aux[1]
         charges = charges[0] if charges else None
