@@ -132,7 +132,9 @@ class ModelConfig:
                 if key not in known:
                     raise ConfigError(f"model.d3.{key}: unknown option{_suggest(key, known)} "
                                       f"(options: {', '.join(known)})")
-            choices = {"damping": ("bj", "zero", "bjm", "zerom"), "smoothing": ("poly", "none")}
+            from nnip.physics.dispersion import DAMPINGS, SMOOTHINGS
+
+            choices = {"damping": DAMPINGS, "smoothing": SMOOTHINGS}
             for key, allowed in choices.items():
                 if key in self.d3 and self.d3[key] not in allowed:
                     raise ConfigError(f"model.d3.{key} must be one of {allowed}, "

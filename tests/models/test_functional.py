@@ -26,6 +26,19 @@ def _loss(out) -> torch.Tensor:
     return out.energy.sum() + (out.forces ** 2).sum() + (out.virial ** 2).sum()
 
 
+def _assert_same(model, out, reference, keys, tol, grad_tol):
+    """``out`` equals ``reference`` in ``keys`` (rtol = atol = ``tol``), and a loss on
+    each has the same gradient with respect to the weights (forces enter it):
+    ``grad_tol`` = (rtol, atol)."""
+    for key in keys:
+        assert torch.allclose(getattr(out, key), getattr(reference, key), rtol=tol,
+                              atol=tol), key
+    params = list(model.parameters())
+    for a, b in zip(torch.autograd.grad(_loss(reference), params),
+                    torch.autograd.grad(_loss(out), params)):
+        assert torch.allclose(a, b, rtol=grad_tol[0], atol=grad_tol[1])
+
+
 @pytest.mark.parametrize("arch, params", [
     ("schnet", {"n_features": 8, "n_interactions": 2}),
     ("painn", {"n_features": 8, "n_interactions": 2}),
@@ -36,14 +49,8 @@ def test_functional_derivatives_equal_autograd_ones(arch, params):
     graph = _batch("Cu", 4.0)
     reference = model(graph, compute_forces=True, compute_stress=True, training=True)
     out = FunctionalForces(model, compile=False)(graph, compute_stress=True)
-    for key in ("energy", "energies", "forces", "virial", "stress"):
-        assert torch.allclose(getattr(out, key), getattr(reference, key), rtol=1e-12,
-                              atol=1e-12), key
-    # the loss's gradient with respect to the weights (forces enter it) is the same
-    params_ = list(model.parameters())
-    for a, b in zip(torch.autograd.grad(_loss(reference), params_),
-                    torch.autograd.grad(_loss(out), params_)):
-        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    _assert_same(model, out, reference, ("energy", "energies", "forces", "virial", "stress"),
+                 tol=1e-12, grad_tol=(1e-10, 1e-12))
 
 
 def test_functional_path_keeps_predicted_charges_and_refuses_committees():
@@ -88,13 +95,8 @@ def test_compiled_mace_style_model_equals_eager():
     functional = FunctionalForces(model, compile=True)
     out = functional(graph, compute_stress=True)
     assert functional.compiled
-    for key in ("energy", "forces", "stress"):
-        assert torch.allclose(getattr(out, key), getattr(reference, key), rtol=1e-10,
-                              atol=1e-10), key
-    params = list(model.parameters())
-    for a, b in zip(torch.autograd.grad(_loss(reference), params),
-                    torch.autograd.grad(_loss(out), params)):
-        assert torch.allclose(a, b, rtol=1e-9, atol=1e-10)
+    _assert_same(model, out, reference, ("energy", "forces", "stress"), tol=1e-10,
+                 grad_tol=(1e-9, 1e-10))
 
 
 def test_compiled_inference_in_the_calculator_and_md_equals_eager():

@@ -65,7 +65,7 @@ from torch import nn
 from nnip.data.graph import AtomicGraph
 from nnip.errors import ModelError, ModelFileError
 from nnip.models.committee import Committee, force_spread
-from nnip.models.potential import Potential
+from nnip.models.potential import Potential, use_static_shapes
 from nnip.nn.embedding import TypeMap
 from nnip.physics.dispersion import D3Dispersion
 
@@ -94,9 +94,7 @@ class ExportedModule(nn.Module):
                              "with a finite ghost shell; export a model without them")
         self.potential = potential
         self.members = _members(potential)
-        for module in potential.modules():  # static shapes: no per-element gathers
-            if hasattr(module, "gather_by_element"):
-                module.gather_by_element = False
+        use_static_shapes(potential)
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                 edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
@@ -170,7 +168,11 @@ def lammps_lines(metadata: dict[str, str], package: str, symbols: list[str]) -> 
 def _graph_inputs(atoms: Atoms, cutoff: float, device: torch.device | str = "cpu"
                   ) -> tuple[torch.Tensor, ...]:
     """The compiled function's inputs for one ASE structure (all atoms owned)."""
-    graph = AtomicGraph.from_atoms(atoms, cutoff, device=device)
+    return _inputs_of(AtomicGraph.from_atoms(atoms, cutoff, device=device))
+
+
+def _inputs_of(graph: AtomicGraph) -> tuple[torch.Tensor, ...]:
+    """The compiled function's inputs for a one-structure graph (all atoms owned)."""
     return (graph.positions, graph.atomic_numbers, graph.edge_index, graph.edge_shift,
             graph.cell[0], torch.tensor(graph.n_atoms, device=graph.positions.device))
 
@@ -319,14 +321,14 @@ class CompiledPotential:
         if unknown:
             raise ModelError(f"element(s) {unknown} not known to this compiled model, "
                              f"which was made for {self.elements}")
-        outputs = self.runner(*_graph_inputs(atoms, self.cutoff, self.device))
+        graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
+        outputs = self.runner(*_inputs_of(graph))
         energy, energies, forces, virial, members = (t.detach().cpu() for t in outputs)
         if members.shape[0] > 1:  # one structure, all atoms owned: no ghosts to add
             spread = force_spread(members, float(self.metadata["calibration"])).numpy()
         else:
             spread = np.zeros(len(atoms))
         if self.d3 is not None:
-            graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
             d3 = self.d3(graph, compute_forces=True, compute_stress=bool(atoms.pbc.all()))
             energy, energies = energy + d3.energy[0].cpu(), energies + d3.energies.cpu()
             forces = forces + d3.forces.cpu()

@@ -27,8 +27,15 @@ from typing import Any
 
 import torch
 
-from nnip.data.graph import AtomicGraph, replace
-from nnip.models.potential import Potential, PotentialOutput, _per_system, _virial_stress
+from nnip.data.graph import AtomicGraph
+from nnip.models.potential import (
+    Potential,
+    PotentialOutput,
+    _per_system,
+    _strained,
+    _virial_stress,
+    use_static_shapes,
+)
 
 __all__ = ["FunctionalForces", "compiled_forces"]
 
@@ -50,20 +57,15 @@ class FunctionalForces:
             raise TypeError("FunctionalForces takes one Potential, not a Committee")
         self.potential = potential
         self.compiled = compile
-        if compile:  # static shapes: no per-element gathers (data-dependent sizes)
-            for module in potential.modules():
-                if hasattr(module, "gather_by_element"):
-                    module.gather_by_element = False
+        if compile:
+            use_static_shapes(potential)
         self._fn = torch.compile(self._grad_and_value, dynamic=True) if compile \
             else self._grad_and_value
         self._checked = not compile  # the first compiled call may fall back
 
     def _energy(self, positions: torch.Tensor, strain: torch.Tensor, graph: AtomicGraph
                 ) -> tuple[torch.Tensor, tuple[Any, ...]]:
-        sym = 0.5 * (strain + strain.transpose(1, 2))  # (n_systems, 3, 3)
-        cell = graph.cell.to(positions.dtype)
-        strained = replace(graph, positions=positions + torch.einsum(
-            "ai,aij->aj", positions, sym[graph.system_idx]), cell=cell + torch.bmm(cell, sym))
+        strained = _strained(graph, positions, strain.unsqueeze(0), 0)
         energies, charges = self.potential.energies_and_charges(strained)
         energy = _per_system(graph, energies)
         aux = (energy, energies) if charges is None else (energy, energies, charges)
@@ -120,14 +122,14 @@ class FunctionalForces:
             ``(n_atoms, 3)`` eV/Å, charges (models that predict them) and, with
             ``compute_stress``, virial ``(n_systems, 3, 3)`` eV and stress eV/Å³.
         """
+        if not training:  # torch.func.grad still differentiates inside no_grad
+            with torch.no_grad():
+                return self(graph, compute_stress, training=True)
         model = self.potential
         model.type_map.check(graph.atomic_numbers)
         dtype = model.model_dtype
         positions = graph.positions.detach().to(dtype)
         strain = torch.zeros((graph.n_systems, 3, 3), dtype=dtype, device=positions.device)
-        if not training:  # torch.func.grad still differentiates inside no_grad
-            with torch.no_grad():
-                return self(graph, compute_stress, training=True)
         if self._checked:
             grads, aux = self._call(positions, strain, graph)
         else:

@@ -257,6 +257,17 @@ class Potential(nn.Module):
         return self(graph, compute_forces=compute_forces, compute_stress=compute_stress)
 
 
+def use_static_shapes(model: nn.Module) -> None:
+    """Switch off per-element gathers (data-dependent sizes) in every submodule.
+
+    Same numbers, static shapes: what graph capture (`torch.export`, `torch.compile`)
+    needs. Modules that gather by element expose a ``gather_by_element`` flag.
+    """
+    for module in model.modules():
+        if hasattr(module, "gather_by_element"):
+            module.gather_by_element = False
+
+
 def _leaves(graph: AtomicGraph, dtype: torch.dtype, copies: int, need_grad: bool,
             need_strain: bool) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
     """Positions ``(copies, n_atoms, 3)`` and strain ``(copies, n_systems, 3, 3)`` leaves.

@@ -21,7 +21,12 @@ from torch import nn
 from nnip.data.graph import AtomicGraph
 from nnip.data.neighbors import batch_neighbor_list
 
-__all__ = ["D3Dispersion"]
+__all__ = ["D3Dispersion", "DAMPINGS", "SMOOTHINGS"]
+
+DAMPINGS = ("bj", "zero", "bjm", "zerom")
+"""D3 damping functions (Becke–Johnson, zero, and their modified forms)."""
+SMOOTHINGS = ("poly", "none")
+"""How pair energies reach zero at the cutoff (see `D3Dispersion`)."""
 
 
 class D3Dispersion(nn.Module):
@@ -48,10 +53,10 @@ class D3Dispersion(nn.Module):
     def __init__(self, xc: str = "pbe", damping: str = "bj", cutoff: float = 15.0,
                  cn_cutoff: float = 15.0, smoothing: str = "poly") -> None:
         super().__init__()
-        if damping not in ("bj", "zero", "bjm", "zerom"):
-            raise ValueError(f"D3 damping must be bj, zero, bjm or zerom, got {damping!r}")
-        if smoothing not in ("poly", "none"):
-            raise ValueError(f"D3 smoothing must be 'poly' or 'none', got {smoothing!r}")
+        if damping not in DAMPINGS:
+            raise ValueError(f"D3 damping must be one of {DAMPINGS}, got {damping!r}")
+        if smoothing not in SMOOTHINGS:
+            raise ValueError(f"D3 smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
         if not (cutoff > 0 and cn_cutoff > 0):
             raise ValueError(f"D3 cutoffs must be positive (Å), got {cutoff}, {cn_cutoff}")
         try:
