@@ -122,3 +122,26 @@ def test_compiled_inference_in_the_calculator_and_md_equals_eager():
         md.run(20)
     assert torch.allclose(runs[0].state.positions, runs[1].state.positions, atol=1e-10)
     assert runs[1].functional is not None
+
+
+def test_compiles_vectorised_with_two_threads(capsys):
+    # one structure of one element: torch 2.13's vectorised code generation failed on
+    # scatters into (n_systems,) and (n_types,) buffers with more than one thread (nnip
+    # then fell back to slower scalar code); the compiled graph has no such scatter now
+    from ase.build import bulk
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = build("painn", ["Cu"], 4.0, n_features=8, n_interactions=2, seed=0).float()
+        atoms = bulk("Cu", "fcc", a=3.6).repeat((3, 3, 3))
+        atoms.rattle(0.05, seed=4)
+        graph = AtomicGraph.from_atoms([atoms], 4.0)
+        functional = FunctionalForces(model, compile=True)
+        out = functional(graph, compute_stress=True, training=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert functional.compiled and "failed" not in capsys.readouterr().err
+    reference = model(graph, compute_forces=True, compute_stress=True)
+    assert torch.allclose(out.forces, reference.forces, atol=1e-4)
+    assert torch.allclose(out.energy, reference.energy, rtol=1e-5)

@@ -39,6 +39,13 @@ from nnip.models.potential import (
 
 __all__ = ["FunctionalForces", "compiled_forces"]
 
+# Inductor's fused CPU kernels run on one thread; matrix products (aten) keep all of
+# torch's threads. A parallel fused kernel sums edge messages onto atoms with atomic adds,
+# which cost more than they gain: PaiNN 64x3 training step on mlearn Si, 2 threads,
+# 123 ms with parallel kernels, 85 ms with serial ones (eager: 176 ms); inference of 2048
+# Cu atoms 169 → 106 ms (benchmarks/speed/README.md). No effect on CUDA.
+_CPU_OPTIONS = {"cpp.threads": 1}
+
 
 class FunctionalForces:
     """``graph -> PotentialOutput`` (energy, forces, virial, stress) of a `Potential`.
@@ -59,17 +66,18 @@ class FunctionalForces:
         self.compiled = compile
         if compile:
             use_static_shapes(potential)
-        self._fn = torch.compile(self._grad_and_value, dynamic=True) if compile \
-            else self._grad_and_value
+        self._fn = torch.compile(self._grad_and_value, dynamic=True,
+                                 options=_CPU_OPTIONS) if compile else self._grad_and_value
         self._checked = not compile  # the first compiled call may fall back
 
     def _energy(self, positions: torch.Tensor, strain: torch.Tensor, graph: AtomicGraph
                 ) -> tuple[torch.Tensor, tuple[Any, ...]]:
         strained = _strained(graph, positions, strain.unsqueeze(0), 0)
         energies, charges = self.potential.energies_and_charges(strained)
-        energy = _per_system(graph, energies)
-        aux = (energy, energies) if charges is None else (energy, energies, charges)
-        return energy.sum(), aux
+        # the sum per structure is taken outside the compiled graph: its scatter into a
+        # (n_systems,) buffer is one torch 2.13's vectorised CPU code cannot generate
+        # (n_systems = 1, more than one thread), and the derivatives need only the total
+        return energies.sum(), (energies,) if charges is None else (energies, charges)
 
     def _grad_and_value(self, positions: torch.Tensor, strain: torch.Tensor,
                         graph: AtomicGraph) -> tuple[Any, ...]:
@@ -95,7 +103,7 @@ class FunctionalForces:
             # torch 2.13's vectorised C++ code generation asserts on some graphs (as in
             # nnip.export.compiled); scalar code generation compiles them
             self._fn = torch.compile(self._grad_and_value, dynamic=True,
-                                     options={"cpp.simdlen": 1})
+                                     options={**_CPU_OPTIONS, "cpp.simdlen": 1})
             try:
                 out = self._call(positions, strain, graph)
                 print("nnip: torch.compile's vectorised code generation failed; compiled "
@@ -135,9 +143,10 @@ class FunctionalForces:
         else:
             grads, aux = self._first_call(positions, strain, graph)
             self._checked = True
-        (d_positions, d_strain), (energy, energies, *charges) = grads, aux[1]
+        (d_positions, d_strain), (energies, *charges) = grads, aux[1]
         charges = charges[0] if charges else None
-        out = PotentialOutput(energy=energy, energies=energies, charges=charges,
+        out = PotentialOutput(energy=_per_system(graph, energies), energies=energies,
+                              charges=charges,
                               forces=-d_positions.to(torch.float64))
         if compute_stress:
             out.virial, out.stress = _virial_stress(graph, d_strain)

@@ -32,7 +32,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap, head_minus_isolated
+from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
 from nnip.nn.mlp import MLP
 
@@ -334,5 +334,5 @@ class MACE(nn.Module):
             h = layer(h, one_hot, all_types, sh, radial, envelope, graph.edge_index)
             energy = energy + readout(h).squeeze(-1)
         # the last layer's features are scalars only (n_nodes, n_features)
-        return (energy[:n_atoms] - energy[n_atoms:][types],  # (n_atoms,)
+        return (minus_isolated(energy, n_atoms, types),  # (n_atoms,)
                 head_minus_isolated(head, h, n_atoms, types))

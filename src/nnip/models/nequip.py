@@ -40,7 +40,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap, head_minus_isolated
+from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
 from nnip.nn.mlp import MLP
 
@@ -255,5 +255,5 @@ class NequIP(nn.Module):
             h = layer(h, one_hot, sh, radial, envelope, graph.edge_index)
         scalars = self.to_scalars(h)  # (n_nodes, n_features)
         energy = self.readout(scalars).squeeze(-1)  # (n_nodes,)
-        return (energy[:n_atoms] - energy[n_atoms:][types],  # (n_atoms,)
+        return (minus_isolated(energy, n_atoms, types),  # (n_atoms,)
                 head_minus_isolated(head, scalars, n_atoms, types))

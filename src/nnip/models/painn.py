@@ -29,7 +29,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap, head_minus_isolated
+from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.mlp import ACTIVATIONS, MLP
 from nnip.nn.radial import RADIAL_BASES
 
@@ -197,5 +197,5 @@ class PaiNN(nn.Module):
             ds, dv = update(s, v)
             s, v = s + ds, v + dv
         energy = self.readout(s).squeeze(-1)  # (n_nodes,)
-        return (energy[:n_atoms] - energy[n_atoms:][types],  # (n_atoms,)
+        return (minus_isolated(energy, n_atoms, types),  # (n_atoms,)
                 head_minus_isolated(head, s, n_atoms, types))

@@ -27,7 +27,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.nn.cutoff import CUTOFFS
-from nnip.nn.embedding import TypeMap, head_minus_isolated
+from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.mlp import ACTIVATIONS, MLP
 from nnip.nn.radial import RADIAL_BASES
 
@@ -167,7 +167,6 @@ class SchNet(nn.Module):
         # Subtract the readout of an isolated atom (whose features stay the embedding),
         # so the learned energy is an interaction energy: E(isolated atom) = E0 exactly,
         # and fragments far apart add up.
-        isolated = self.readout(self.embedding.weight).squeeze(-1)  # (n_types,)
-        energies = self.readout(x).squeeze(-1) - isolated[types]  # (n_atoms,)
         features = torch.cat([x, self.embedding.weight])  # (n_atoms + n_types, n_features)
+        energies = minus_isolated(self.readout(features).squeeze(-1), graph.n_atoms, types)
         return energies, head_minus_isolated(head, features, graph.n_atoms, types)

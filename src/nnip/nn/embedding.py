@@ -11,7 +11,7 @@ from torch import nn
 
 from nnip.errors import ModelError
 
-__all__ = ["TypeMap", "head_minus_isolated", "to_atomic_numbers"]
+__all__ = ["TypeMap", "head_minus_isolated", "minus_isolated", "to_atomic_numbers"]
 
 
 def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:
@@ -98,5 +98,28 @@ def head_minus_isolated(head: nn.Module | None, features: torch.Tensor, n_atoms:
     """
     if head is None:
         return None
-    out = head(features)  # (n_atoms + n_types, k)
-    return out[:n_atoms] - out[n_atoms:][types]
+    return minus_isolated(head(features), n_atoms, types)
+
+
+def minus_isolated(values: torch.Tensor, n_atoms: int, types: torch.Tensor) -> torch.Tensor:
+    """Each atom's value minus that of the isolated atom of its element.
+
+    Args:
+        values: ``(n_atoms + n_types, ...)``: the atoms', then one isolated atom per
+            element (the backbones' extra nodes).
+        n_atoms: number of real atoms.
+        types: ``(n_atoms,)`` element indices.
+
+    Returns:
+        ``(n_atoms, ...)``.
+
+    The isolated atoms' values are picked by a one-hot product, not by indexing: the
+    derivative of ``values[n_atoms:][types]`` is a scatter-add that torch 2.13's
+    vectorised CPU code generation (`torch.compile`, more than one thread) fails on,
+    while that of the product is a dense one (``n_types`` is small).
+    """
+    isolated = values[n_atoms:]
+    n_types = isolated.shape[0]
+    one_hot = nn.functional.one_hot(types, n_types).to(values.dtype)  # (n_atoms, n_types)
+    picked = one_hot @ isolated.reshape(n_types, -1)  # (n_atoms, prod(...))
+    return values[:n_atoms] - picked.reshape(n_atoms, *values.shape[1:])
