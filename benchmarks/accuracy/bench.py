@@ -41,7 +41,6 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 import nnip
 from nnip.data import read
-from nnip.data.neighbors import neighbor_list
 from nnip.training import train
 from nnip.validate import compare_frames, error_table, predict_frames
 
@@ -197,12 +196,14 @@ def _mace_files(split: dict[str, Path], folder: Path) -> dict[str, Path]:
 
 
 def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path,
-                   minutes: float, threads: int, expected_epochs: float | None) -> dict:
+                   minutes: float, threads: int) -> dict:
     """Train mace-torch within the budget (stopped, then finalised) and score it.
 
-    mace-torch counts its stage two in epochs; it starts at ``FINAL_FRACTION`` before the
-    end of ``expected_epochs`` (the epochs an earlier run of this task reached per minute,
-    times the budget); without an earlier run there is no stage two.
+    The same wall-time schedule as nnip's: stage one for ``1 - FINAL_FRACTION`` of the
+    budget, then mace-torch restarts from its kept (best) checkpoint of epoch k with
+    ``--start_swa k``, so that its stage two (energy weight ``FINAL_ENERGY_WEIGHT``, lower
+    lr) runs for the rest. mace-torch counts stage two in epochs; restarting is how its
+    start is set by time.
     """
     python = ensure_peer("mace")
     folder = out / "mace-torch" / task_name
@@ -224,35 +225,37 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
             "--ema", "--ema_decay", "0.99", "--amsgrad", "--scheduler_patience", "15",
             "--lr_factor", "0.5", "--device", "cpu", "--default_dtype", "float64",
             "--eval_interval", "1", "--restart_latest", "--save_cpu"]
-    start_two = (max(1, round((1 - FINAL_FRACTION) * expected_epochs))
-                 if expected_epochs else None)
-    if start_two:
-        base += ["--swa", "--start_swa", str(start_two), "--swa_lr", str(LR / 10),
-                 "--swa_energy_weight", str(FINAL_ENERGY_WEIGHT), "--swa_forces_weight", "1",
-                 "--swa_stress_weight", "10"]
     log = (folder / "train.log").open("w")
     start = time.perf_counter()
-    try:
-        subprocess.run([*base, "--max_num_epochs", "100000"], env=env, stdout=log,
-                       stderr=subprocess.STDOUT, timeout=minutes * 60, check=True)
-    except subprocess.TimeoutExpired:
-        pass  # the budget is spent: finalise from the best checkpoint
-    wall = time.perf_counter() - start
-    log.flush()
-    logged = [int(x) for x in re.findall(r"Epoch (\d+):", (folder / "train.log").read_text())]
-    epochs_run = max(logged) + 1 if logged else 0
-    epoch = _mace_best_epoch(folder / "checkpoints")
-    if epoch is None:
-        raise RuntimeError(f"mace-torch wrote no checkpoint within {minutes} min; "
+
+    def train(extra: list[str], seconds: float) -> None:
+        try:
+            subprocess.run([*base, *extra, "--max_num_epochs", "100000"], env=env,
+                           stdout=log, stderr=subprocess.STDOUT, timeout=max(seconds, 1.0),
+                           check=True)
+        except subprocess.TimeoutExpired:
+            pass  # this stage's time is spent
+        log.flush()
+
+    train([], (1 - FINAL_FRACTION) * minutes * 60)
+    start_two = _mace_best_epoch(folder / "checkpoints")
+    if start_two is None:
+        raise RuntimeError(f"mace-torch wrote no checkpoint in stage one; "
                            f"see {folder / 'train.log'}")
+    swa = ["--swa", "--start_swa", str(start_two), "--swa_lr", str(LR / 10),
+           "--swa_energy_weight", str(FINAL_ENERGY_WEIGHT), "--swa_forces_weight", "1",
+           "--swa_stress_weight", "10"]
+    train(swa, minutes * 60 - (time.perf_counter() - start))
+    wall = time.perf_counter() - start
+    epochs_run = len(re.findall(r"Epoch \d+:", (folder / "train.log").read_text()))
+    epoch = _mace_best_epoch(folder / "checkpoints")
     stage_two = _mace_best_epoch(folder / "checkpoints", "_swa")
-    if start_two and stage_two is None:  # stage two was not reached: finalise stage one
-        base = base[:base.index("--swa")]
-    elif start_two:  # mace-torch wants start_swa < max_num_epochs; loading ignores it
-        base[base.index("--start_swa") + 1] = str(min(start_two, stage_two - 1))
+    if stage_two:  # mace-torch wants start_swa < max_num_epochs; loading ignores it
+        swa[swa.index("--start_swa") + 1] = str(min(start_two, stage_two - 1))
+    final = base + (swa if stage_two else [])
     # Rerun with max_num_epochs at the checkpoint: loads it and only saves the model.
-    subprocess.run([*base, "--max_num_epochs", str(stage_two or epoch)], env=env, stdout=log,
-                   stderr=subprocess.STDOUT, check=True)
+    subprocess.run([*final, "--max_num_epochs", str(stage_two or epoch)], env=env,
+                   stdout=log, stderr=subprocess.STDOUT, check=True)
     model = folder / ("mace_stagetwo.model" if stage_two else "mace.model")
     predicted = folder / "test_predicted.xyz"
     subprocess.run([str(python), str(HERE / "peers" / "mace_predict.py"), str(model),
@@ -261,40 +264,6 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     return _row(task_name, task, "mace-torch", pred, wall, epochs_run,
                 {"params": " ".join(MACE_TORCH_ARGS), "best_epoch": stage_two or epoch,
                  "stage_two_from_epoch": start_two})
-
-
-def _train_edges(split: dict[str, Path], cutoff: float) -> int:
-    """Number of directed neighbour pairs in a split's training file (the cost of an epoch)."""
-    return sum(neighbor_list(a.positions, a.cell.array, a.pbc, cutoff)[0].shape[1]
-               for a in read(split["train"]))
-
-
-def _expected_mace_epochs(rows: list[dict], task_name: str, split: dict[str, Path], out: Path,
-                          minutes: float, threads: int) -> float | None:
-    """Epochs mace-torch is expected to reach in ``minutes`` (sets its stage-two start).
-
-    From an earlier mace-torch row of the same task (epochs per minute; fewer threads give
-    at most proportionally fewer epochs); otherwise from a mace-torch row of another task
-    with the same threads, scaled by the ratio of neighbour pairs in the two training sets
-    (an epoch's cost is dominated by its edges). None when there is no mace-torch row.
-    """
-    earlier = [r for r in rows if (r["task"], r["model"]) == (task_name, "mace-torch")
-               and r["epochs"] > 0]
-    if earlier:  # the same threads and the longest budget first
-        r = max(earlier, key=lambda r: (r["threads"] == threads, r["minutes"]))
-        return r["epochs"] / r["minutes"] * minutes * min(1.0, threads / r["threads"])
-    other = [r for r in rows if r["model"] == "mace-torch" and r["threads"] == threads
-             and r["epochs"] > 0 and r["task"].startswith("mlearn-")]
-    if not other:
-        return None
-    r = max(other, key=lambda r: r["minutes"])
-    ref = make_split(r["task"], TASKS[r["task"]], out)
-    ratio = (_train_edges(ref, TASKS[r["task"]].cutoff)
-             / _train_edges(split, TASKS[task_name].cutoff))
-    expected = r["epochs"] / r["minutes"] * minutes * ratio
-    print(f"mace-torch: no earlier {task_name} row; expecting {expected:.0f} epochs "
-          f"({r['task']} row scaled by its neighbour pairs, x{ratio:.2f})", flush=True)
-    return expected
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -390,10 +359,8 @@ def main() -> None:
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
             try:
                 if model == "mace-torch":
-                    expected = _expected_mace_epochs(rows, task_name, split, out,
-                                                     args.minutes, args.threads)
                     row = run_mace_torch(task_name, task, split, out, args.minutes,
-                                         args.threads, expected)
+                                         args.threads)
                 else:
                     row = run_nnip(model, task_name, task, split, out, args.minutes,
                                    args.threads, args.compile)

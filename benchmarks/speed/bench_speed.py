@@ -71,8 +71,7 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
     """Markdown: the measurements, then nnip's ratios to the fastest peer."""
     rows = [(side, m) for side in sides for m in side["models"]]
     header = ["model", "package", "params",
-              *[f"{n} (ms)" for n in names], "train (steps/s)",
-              "train compiled (steps/s)", "MD cu_500 (ns/day)",
+              *[f"{n} (ms)" for n in names], "train (steps/s)", "MD cu_500 (ns/day)",
               "peak RSS (MB)", "largest measured"]
     body = []
     for side, m in rows:
@@ -81,7 +80,6 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
                      str(m.get("n_parameters", "–")),
                      *[_cell(inf, m.get("errors", {}), n) for n in names],
                      _fmt(m.get("training", {}).get("steps_per_s")),
-                     _fmt(m.get("training_compiled", {}).get("steps_per_s")),
                      _fmt(m.get("md", {}).get("ns_per_day")),
                      _fmt(max((v["peak_rss_mb"] for v in inf.values()), default=None), 4),
                      max(inf.values(), key=lambda v: v["n_atoms"])["n_atoms"].__str__()
@@ -104,10 +102,6 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
     getters = {n: (lambda m, n=n: m.get("inference", {}).get(n, {}).get("seconds"), True)
                for n in names}
     getters["train"] = (lambda m: m.get("training", {}).get("steps_per_s"), False)
-    # nnip's train.compile where it applies; peers as they train (eager)
-    getters["train (compile)"] = (lambda m: (m.get("training_compiled")
-                                             or m.get("training", {})).get("steps_per_s"),
-                                  False)
     getters["MD"] = (lambda m: m.get("md", {}).get("ns_per_day"), False)
     def ratio(ours: float | None, theirs: float | None, lower: bool) -> str:
         if ours is None or theirs is None:
@@ -121,17 +115,17 @@ def tables(sides: list[dict[str, Any]], names: list[str], meta: dict[str, str]) 
             continue
         ratio_rows.append([m["model"], *[ratio(get(m), best(get, lower), lower)
                                          for get, lower in getters.values()]])
-        other = by_name.get(COUNTERPART.get(m["model"], ""))
+        other = by_name.get(COUNTERPART.get(m["model"].removesuffix("+compile"), ""))
         if other is not None:
             pair_rows.append([f"{m['model']} / {other['model']}",
                               *[ratio(get(m), get(other), lower)
                                 for get, lower in getters.values()]])
     lines += ["Speed of each nnip model relative to the same architecture in a peer "
               "package (> 1: nnip faster):", "",
-              *markdown_table(["models", *names, "train", "train (compile)", "MD"],
+              *markdown_table(["models", *names, "train", "MD"],
                               pair_rows), "",
               "Relative to the fastest peer model of any architecture in each column:", "",
-              *markdown_table(["model", *names, "train", "train (compile)", "MD"],
+              *markdown_table(["model", *names, "train", "MD"],
                               ratio_rows), "",
               "Models:", ""]
     lines += [f"- `{m['model']}`: {m.get('description', '')}" for _, m in rows]

@@ -46,7 +46,8 @@ MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
                   "2 layers, 8 Bessel, radial MLP 64"),
 }
 SUFFIX = ", random weights; NNIPCalculator float32 inference / float64 training"
-COMPILABLE = ("schnet", "painn", "mace", "nequip")  # train.compile applies
+COMPILED = "+compile"
+"""Suffix of a model measured with torch.compile (inference, MD and training)."""
 
 
 def build(name: str, elements: list[str], cutoff: float, dtype: torch.dtype) -> Any:
@@ -58,24 +59,39 @@ def build(name: str, elements: list[str], cutoff: float, dtype: torch.dtype) -> 
                        avg_num_neighbors=40.0, **params)
 
 
-def measure(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Every measurement of one architecture (called in a fresh process)."""
+def measure(entry: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Every measurement of one architecture (called in a fresh process).
+
+    ``entry`` is a name of `MODELS`, or that name + `COMPILED`: the same model with
+    ``compile=True`` for inference and MD and ``train.compile`` for training (each
+    compiles at its warm-up call, which is not timed; compile times are recorded).
+    """
     from nnip.calculators.ase import NNIPCalculator
     from nnip.data import read
     from nnip.data.datasets import StructureDataset
     from nnip.md import MD, VelocityVerlet, maxwell_boltzmann
+    from nnip.models.functional import FunctionalForces
     from nnip.training.loss import Loss
 
     torch.set_num_threads(spec["threads"])
+    compiled = entry.endswith(COMPILED)
+    name = entry.removesuffix(COMPILED)
     cutoff = spec["cutoff"]
-    result: dict[str, Any] = {"model": name, "description": MODELS[name][2] + SUFFIX,
-                              "inference": {}, "errors": {}}
+    result: dict[str, Any] = {
+        "model": entry, "inference": {}, "errors": {}, "compile_s": {},
+        "description": MODELS[name][2] + SUFFIX + (", torch.compile" if compiled else "")}
     for item in spec["inference"]:
         try:
             atoms = ase.io.read(item["file"])
             model = build(name, sorted(set(atoms.get_chemical_symbols())), cutoff,
                           torch.float32)
-            atoms.calc = NNIPCalculator(model)
+            atoms.calc = NNIPCalculator(model, compile=compiled)
+            if compiled:  # the first call compiles (cached on disk for later sizes)
+                start = time.perf_counter()
+                atoms.get_forces()
+                result["compile_s"][item["name"]] = time.perf_counter() - start
+                if not atoms.calc.functional.compiled:
+                    raise RuntimeError("torch.compile failed; not timed uncompiled")
             result["inference"][item["name"]] = time_calculator(atoms, item["repeats"])
         except Exception as err:  # record and go on (e.g. out of memory)
             result["errors"][f"inference {item['name']}"] = f"{type(err).__name__}: {err}"
@@ -93,36 +109,24 @@ def measure(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         groups = [list(range(k, min(k + size, len(frames))))
                   for k in range(0, len(frames), size)]
 
+        forces = FunctionalForces(model, compile=True) if compiled else None
+
         def step(k: int) -> None:
             graph, targets = data.batch(groups[k % len(groups)])
-            out = model(graph, compute_forces=True, compute_stress=True, training=True)
+            out = forces(graph, compute_stress=True) if forces else \
+                model(graph, compute_forces=True, compute_stress=True, training=True)
             loss, _ = loss_fn(out, targets, graph)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
-        result["training"] = {**time_steps(step, t["warmup"], t["steps"]), "batch_size": size}
-        if MODELS[name][0] in COMPILABLE:  # the same steps with train.compile
-            from nnip.models.functional import FunctionalForces
-
-            model = build(name, ["Cu"], cutoff, torch.float64)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            functional = FunctionalForces(model, compile=True)
-
-            def compiled_step(k: int) -> None:
-                graph, targets = data.batch(groups[k % len(groups)])
-                out = functional(graph, compute_stress=True)
-                loss, _ = loss_fn(out, targets, graph)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-
+        if compiled:
             start = time.perf_counter()
-            compiled_step(0)  # compiles
-            compile_s = time.perf_counter() - start
-            result["training_compiled"] = {**time_steps(compiled_step, t["warmup"],
-                                                        t["steps"]),
-                                           "batch_size": size, "compile_s": compile_s}
+            step(0)  # compiles
+            result["compile_s"]["training"] = time.perf_counter() - start
+            if not forces.compiled:
+                raise RuntimeError("torch.compile failed; not timed uncompiled")
+        result["training"] = {**time_steps(step, t["warmup"], t["steps"]), "batch_size": size}
     except Exception as err:
         result["errors"]["training"] = f"{type(err).__name__}: {err}"
     m = spec["md"]
@@ -134,7 +138,14 @@ def measure(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         v = maxwell_boltzmann(atoms.get_masses(), 300.0, np.random.default_rng(0))
         atoms.set_velocities(v / units.fs)
         md = MD(build(name, ["Cu"], cutoff, torch.float32), atoms,
-                VelocityVerlet(m["timestep_fs"]), write_every=10**9, progress=False)
+                VelocityVerlet(m["timestep_fs"]), write_every=10**9, progress=False,
+                compile=compiled)
+        if compiled:
+            start = time.perf_counter()
+            md.run(1)
+            result["compile_s"]["md"] = time.perf_counter() - start
+            if not md.functional.compiled:
+                raise RuntimeError("torch.compile failed; not timed uncompiled")
         out = time_steps(lambda k: md.run(1), m["warmup"], m["steps"])
         result["md"] = {"engine": "nnip.md.MD (NVE)", "structure": m["name"], **out,
                         "ns_per_day": out["steps_per_s"] * m["timestep_fs"] * 86400 / 1e6}
@@ -149,13 +160,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec")
     parser.add_argument("out")
-    parser.add_argument("--model", choices=list(MODELS), action="append",
-                        help="measure only these (default: all, each in its own process)")
+    entries = [n + suffix for n in MODELS for suffix in ("", COMPILED)]
+    parser.add_argument("--model", choices=entries, action="append",
+                        help="measure only these (default: all, each in its own process; "
+                             f"a name ending in {COMPILED} is the model with torch.compile)")
     parser.add_argument("--inline", action="store_true",
                         help="measure in this process (used for the subprocesses)")
     args = parser.parse_args()
     spec = json.loads(Path(args.spec).read_text())
-    names = args.model or list(MODELS)
+    names = args.model or entries
     if args.inline:
         results = [measure(n, spec) for n in names]
     else:
