@@ -237,14 +237,18 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
             pass  # this stage's time is spent
         log.flush()
 
-    train([], (1 - FINAL_FRACTION) * minutes * 60)
+    swa = ["--swa", "--start_swa", "99999", "--swa_lr", str(LR / 10),
+           "--swa_energy_weight", str(FINAL_ENERGY_WEIGHT), "--swa_forces_weight", "1",
+           "--swa_stress_weight", "10"]
+    # stage one with stage two configured but out of reach: its checkpoints then carry
+    # the optimizer's stage-two learning rate, which a restart into stage two needs
+    # (mace-torch 0.3.16 fails with KeyError 'swa_lr' after a plain stage-one checkpoint)
+    train(swa, (1 - FINAL_FRACTION) * minutes * 60)
     start_two = _mace_best_epoch(folder / "checkpoints")
     if start_two is None:
         raise RuntimeError(f"mace-torch wrote no checkpoint in stage one; "
                            f"see {folder / 'train.log'}")
-    swa = ["--swa", "--start_swa", str(start_two), "--swa_lr", str(LR / 10),
-           "--swa_energy_weight", str(FINAL_ENERGY_WEIGHT), "--swa_forces_weight", "1",
-           "--swa_stress_weight", "10"]
+    swa[swa.index("--start_swa") + 1] = str(start_two)
     train(swa, minutes * 60 - (time.perf_counter() - start))
     wall = time.perf_counter() - start
     epochs_run = len(re.findall(r"Epoch \d+:", (folder / "train.log").read_text()))
@@ -252,7 +256,7 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     stage_two = _mace_best_epoch(folder / "checkpoints", "_swa")
     if stage_two:  # mace-torch wants start_swa < max_num_epochs; loading ignores it
         swa[swa.index("--start_swa") + 1] = str(min(start_two, stage_two - 1))
-    final = base + (swa if stage_two else [])
+    final = base + swa
     # Rerun with max_num_epochs at the checkpoint: loads it and only saves the model.
     subprocess.run([*final, "--max_num_epochs", str(stage_two or epoch)], env=env,
                    stdout=log, stderr=subprocess.STDOUT, check=True)
