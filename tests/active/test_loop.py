@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -183,6 +184,13 @@ def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
     frames = _explore(model, explore, upper=1e3, iteration=1, seed=0, level=1.0)
     assert all(0 < f.info["al_uncertainty"] <= f.info["max_force_uncertainty"]
                for f in frames)
+    # the compiled committee explores the same trajectories
+    compiled = _explore(model, dataclasses.replace(explore, compile=True), upper=1e3,
+                        iteration=1, seed=0, level=1.0)
+    assert len(compiled) == len(frames)
+    for a, b in zip(frames, compiled):
+        assert np.abs(a.positions - b.positions).max() < 1e-8
+        assert a.info["al_uncertainty"] == pytest.approx(b.info["al_uncertainty"], rel=1e-6)
 
 
 def test_relative_measure_discounts_atoms_with_large_forces():

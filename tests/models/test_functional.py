@@ -53,7 +53,7 @@ def test_functional_derivatives_equal_autograd_ones(arch, params):
                  tol=1e-12, grad_tol=(1e-10, 1e-12))
 
 
-def test_functional_path_keeps_predicted_charges_and_refuses_committees():
+def test_functional_path_keeps_predicted_charges():
     ethanol, water = molecule("CH3CH2OH"), molecule("H2O")
     water.info["total_charge"] = 0.0
     graph = AtomicGraph.from_atoms([ethanol, water], 4.0)
@@ -64,10 +64,31 @@ def test_functional_path_keeps_predicted_charges_and_refuses_committees():
     assert torch.allclose(out.charges, reference.charges, atol=1e-12)
     assert torch.allclose(out.forces, reference.forces, atol=1e-12)
     assert out.stress is None
-    committee = Committee([build("schnet", ["Cu"], 4.0, n_features=8, seed=k)
-                           for k in range(2)])
-    with pytest.raises(TypeError, match="Committee"):
-        FunctionalForces(committee)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_committee_mean_and_spreads_equal_the_committee_ones(compile):
+    committee = Committee([build("painn", ["Cu"], 4.0, n_features=8, n_interactions=2,
+                                 seed=k) for k in range(3)], calibration=1.7)
+    graph = _batch("Cu", 4.0)
+    reference = committee(graph, compute_forces=True, compute_stress=True)
+    out = FunctionalForces(committee, compile=compile)(graph, compute_stress=True,
+                                                       training=False)
+    tol = 1e-10
+    for key in ("energy", "energies", "forces", "stress", "energy_uncertainty",
+                "forces_uncertainty"):
+        assert torch.allclose(getattr(out, key), getattr(reference, key), rtol=tol,
+                              atol=tol), key
+    assert out.forces_uncertainty.min() > 0
+    if compile:  # exploration MD with a compiled committee logs the members' spread
+        from ase.build import bulk
+
+        from nnip.md import MD, VelocityVerlet
+
+        md = MD(committee, bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2),
+                VelocityVerlet(2.0), temperature_K=600, progress=False, compile=True)
+        md.run(3)
+        assert md.functional.compiled and md.state.forces_uncertainty.shape == (32,)
 
 
 def test_a_model_that_does_not_compile_falls_back_and_says_so(capsys, monkeypatch):

@@ -37,8 +37,8 @@ class NNIPCalculator(Calculator):
             model's).
         compile: evaluate through `nnip.models.functional.FunctionalForces` fused by
             ``torch.compile`` (PaiNN 500 Cu atoms: 2.7x faster per call after a compilation
-            of ~40 s at the first call; sizes may change). Single models only; a
-            `Committee` is evaluated uncompiled, with a message.
+            of ~40 s at the first call; sizes may change). Committees too (all members
+            in one compiled graph, with their spreads).
         **kwargs: passed to `ase.calculators.calculator.Calculator`.
 
     Stress is available for structures periodic in all three directions; asking for it

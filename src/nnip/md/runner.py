@@ -103,8 +103,8 @@ class MD:
         seed: seed of the initial velocities.
         progress: show a progress bar with ns/day.
         compile: evaluate forces through ``torch.compile``
-            (`nnip.models.functional.FunctionalForces`; single models, not committees):
-            2–3x faster steps for PaiNN and SchNet after a compilation at the first step.
+            (`nnip.models.functional.FunctionalForces`; committees too): 2–3x faster
+            steps for PaiNN and SchNet after a compilation at the first step.
     """
 
     def __init__(self, model: Potential, structures: Atoms | Sequence[Atoms],

@@ -13,7 +13,8 @@ ASE calculator: ``compile=True``) gains alike, without the weights' graph.
 
 Compilation happens at the first call (a minute or two on a CPU) with dynamic sizes, so
 later batches of other sizes reuse it. Every architecture of nnip compiles (the e3nn-based
-ones keep their irreps bookkeeping in plain ints, which is what the compiler guards on);
+ones keep their irreps bookkeeping in plain ints, which is what the compiler guards on),
+and so do committees (inference: all members in one graph, with their spreads);
 a model that `torch.compile` cannot trace falls back, with a message, to the uncompiled
 functional path, which gives the same numbers.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from nnip.data.graph import AtomicGraph
+from nnip.models.committee import force_spread
 from nnip.models.potential import (
     Potential,
     PotentialOutput,
@@ -51,7 +53,9 @@ class FunctionalForces:
     """``graph -> PotentialOutput`` (energy, forces, virial, stress) of a `Potential`.
 
     Args:
-        potential: a single `Potential` (not a `Committee`: its members train apart).
+        potential: a `Potential`, or a `Committee`: its mean predictions and the
+            members' spread (``energy_uncertainty``, ``forces_uncertainty``) as the
+            committee gives them, all members in one compiled graph.
         compile: fuse with ``torch.compile(dynamic=True)``; ``False`` gives the same
             numbers through `torch.func` alone.
 
@@ -60,9 +64,9 @@ class FunctionalForces:
     """
 
     def __init__(self, potential: Potential, compile: bool = True) -> None:
-        if hasattr(potential, "members"):
-            raise TypeError("FunctionalForces takes one Potential, not a Committee")
         self.potential = potential
+        # a committee's members each differentiate their own copy of the positions
+        self.members = list(getattr(potential, "members", [potential]))
         self.compiled = compile
         if compile:
             use_static_shapes(potential)
@@ -72,12 +76,20 @@ class FunctionalForces:
 
     def _energy(self, positions: torch.Tensor, strain: torch.Tensor, graph: AtomicGraph
                 ) -> tuple[torch.Tensor, tuple[Any, ...]]:
-        strained = _strained(graph, positions, strain.unsqueeze(0), 0)
-        energies, charges = self.potential.energies_and_charges(strained)
+        """Total energy of all members; aux: energies (and charges) ``(K, n_atoms)``.
+
+        Member k sees copy k of positions ``(K, n_atoms, 3)`` and strain
+        ``(K, n_systems, 3, 3)``.
+        """
+        parts = [m.energies_and_charges(_strained(graph, positions[k], strain, k))
+                 for k, m in enumerate(self.members)]
+        energies = torch.stack([e for e, _ in parts])  # (K, n_atoms)
         # the sum per structure is taken outside the compiled graph: its scatter into a
         # (n_systems,) buffer is one torch 2.13's vectorised CPU code cannot generate
         # (n_systems = 1, more than one thread), and the derivatives need only the total
-        return energies.sum(), (energies,) if charges is None else (energies, charges)
+        if parts[0][1] is None:
+            return energies.sum(), (energies,)
+        return energies.sum(), (energies, torch.stack([q for _, q in parts]))
 
     def _grad_and_value(self, positions: torch.Tensor, strain: torch.Tensor,
                         graph: AtomicGraph) -> tuple[Any, ...]:
@@ -135,31 +147,30 @@ class FunctionalForces:
                 return self(graph, compute_stress, training=True)
         model = self.potential
         model.type_map.check(graph.atomic_numbers)
-        dtype = model.model_dtype
-        positions = graph.positions.detach().to(dtype)
-        strain = torch.zeros((graph.n_systems, 3, 3), dtype=dtype, device=positions.device)
+        dtype, k_members = model.model_dtype, len(self.members)
+        positions = graph.positions.detach().to(dtype).expand(k_members, -1, -1).clone()
+        strain = torch.zeros((k_members, graph.n_systems, 3, 3), dtype=dtype,
+                             device=positions.device)
         if self._checked:
             grads, aux = self._call(positions, strain, graph)
         else:
             grads, aux = self._first_call(positions, strain, graph)
             self._checked = True
         (d_positions, d_strain), (energies, *charges) = grads, aux[1]
-        charges = charges[0] if charges else None
-        out = PotentialOutput(energy=_per_system(graph, energies), energies=energies,
-                              charges=charges,
-                              forces=-d_positions.to(torch.float64))
+        forces = -d_positions.to(torch.float64)  # (K, n_atoms, 3)
+        energy = _per_system(graph, energies)  # (K, n_systems)
+        out = PotentialOutput(energy=energy.mean(0), energies=energies.mean(0),
+                              charges=charges[0].mean(0) if charges else None,
+                              forces=forces.mean(0))
+        if k_members > 1:  # a committee: its spread, as `Committee` gives it
+            calibration = model.calibration
+            out.energy_uncertainty = calibration.to(energy.dtype) * energy.std(0)
+            out.forces_uncertainty = force_spread(forces, calibration)
         if compute_stress:
-            out.virial, out.stress = _virial_stress(graph, d_strain)
+            out.virial, out.stress = _virial_stress(graph, d_strain.sum(0) / k_members)
         return out
 
 
-def compiled_forces(potential: Potential) -> FunctionalForces | None:
-    """A compiled `FunctionalForces` of ``potential``, or None where it cannot have one.
-
-    A `Committee` (its members are evaluated together) gets None, with a message.
-    """
-    if hasattr(potential, "members"):
-        print("nnip: compile applies to single models; this committee is evaluated "
-              "uncompiled", file=sys.stderr)
-        return None
+def compiled_forces(potential: Potential) -> FunctionalForces:
+    """A compiled `FunctionalForces` of ``potential`` (a single model or a committee)."""
     return FunctionalForces(potential, compile=True)
