@@ -248,6 +248,10 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     if start_two is None:
         raise RuntimeError(f"mace-torch wrote no checkpoint in stage one; "
                            f"see {folder / 'train.log'}")
+    # restarted at epoch k, mace-torch lowers the lr to swa_lr only from an epoch > k:
+    # stage two from k + 1, as an uninterrupted run has it (from k, its first stage-two
+    # epoch runs at the stage-one lr with the new weights: Si forces 155 -> 561 meV/Å RMSE)
+    start_two += 1
     swa[swa.index("--start_swa") + 1] = str(start_two)
     train(swa, minutes * 60 - (time.perf_counter() - start))
     wall = time.perf_counter() - start
