@@ -4,7 +4,8 @@ x: milliseconds per energy + forces + stress call on 500 fcc Cu atoms (this fold
 ``results/speed.json``; one thread, each package's ASE calculator); y: test force MAE
 after 22 minutes of training on one thread (``../accuracy/results/accuracy.json``, rows
 with the "lr 0.01, E×100 last 30%" schedule), for mlearn Si and rMD17 ethanol. Only
-models present in both files appear.
+models present in both files appear; a row trained with ``train.compile`` is placed at
+the compiled model's time.
 
     python benchmarks/speed/plot_tradeoff.py
 """
@@ -33,12 +34,15 @@ def main() -> None:
     accuracy = json.loads((HERE.parent / "accuracy" / "results" / "accuracy.json").read_text())
     fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4))
     for ax, (task, label) in zip(axes, TASKS.items()):
-        rows = [r for r in accuracy["rows"] if r["task"] == task and r["minutes"] == 22.0
-                and r["model"] in ms]
-        for r in rows:
-            colour = "C0" if r["model"].startswith("nnip") else "C3"
-            ax.scatter(ms[r["model"]], r["forces_mae_meV_per_A"], color=colour, s=40)
-            ax.annotate(r["model"], (ms[r["model"]], r["forces_mae_meV_per_A"]),
+        # a model trained with train.compile is timed with compile=True ("+compile")
+        rows = [(r["model"] + ("+compile" if r.get("compiled") else ""), r)
+                for r in accuracy["rows"] if r["task"] == task and r["minutes"] == 22.0]
+        for name, r in rows:
+            if name not in ms:
+                continue
+            colour = "C0" if name.startswith("nnip") else "C3"
+            ax.scatter(ms[name], r["forces_mae_meV_per_A"], color=colour, s=40)
+            ax.annotate(name, (ms[name], r["forces_mae_meV_per_A"]),
                         textcoords="offset points", xytext=(5, 4), fontsize=9)
         ax.set_xlabel(f"ms per E+F+S call, {SPEED_STRUCTURE.replace('_', ' ')} atoms, 1 core")
         ax.set_ylabel(label)
