@@ -7,6 +7,7 @@ how they build those.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -28,9 +29,9 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-MAX_SECONDS = 60.0
+MAX_SECONDS = float(os.environ.get("BENCH_MAX_SECONDS", 60.0))
 """A structure whose call would take longer than this (extrapolated) is skipped."""
-MAX_MEMORY_MB = 14_000.0
+MAX_MEMORY_MB = float(os.environ.get("BENCH_MAX_MEMORY_MB", 14_000.0))
 """A structure whose peak memory would exceed this (extrapolated) is skipped: the machine
 has 24 GB and runs nothing else, but an out-of-memory kill would lose the whole side."""
 _LAST: dict[str, float] = {}

@@ -16,7 +16,10 @@ All models have random weights (speed does not depend on the values) and compara
 sizes, stated in the table. Timings need an otherwise idle machine.
 
 Options: ``--threads`` (torch threads of every measurement, default 1), ``--peers``
-(default: mace nequip schnetpack), ``--sizes`` (structure names), ``--repeats``.
+(default: mace nequip schnetpack), ``--models`` (nnip's, default all), ``--sizes``
+(structure names; ``cu_55296`` and ``cu_108000`` only on request), ``--repeats``,
+``--max-seconds`` and ``--max-memory-gb`` (a larger structure extrapolated past them is
+skipped), ``--out``.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ COUNTERPART = {"nnip-schnet": "schnetpack-schnet", "nnip-painn": "schnetpack-pai
 """The peer model of the same architecture and size as each nnip model."""
 
 
-def _run_side(python: str, script: str, spec: Path, out: Path, env: dict | None) -> dict:
+def _run_side(python: str, script: str, spec: Path, out: Path, env: dict | None,
+              extra: list[str] | None = None) -> dict:
     out.unlink(missing_ok=True)
-    proc = subprocess.run([python, str(HERE / script), str(spec), str(out)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([python, str(HERE / script), str(spec), str(out), *(extra or [])],
+                          env=env, capture_output=True, text=True)
     if not out.exists():
         return {"package": script, "failed": (proc.stdout + proc.stderr)[-2000:], "models": []}
     side = json.loads(out.read_text())  # partial results of a side that crashed still count
@@ -144,6 +148,13 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=list(PEER_SCRIPTS))
     parser.add_argument("--sizes", nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="nnip models to measure (default: all; e.g. nnip-painn "
+                             "nnip-painn+compile)")
+    parser.add_argument("--max-seconds", type=float, default=60.0,
+                        help="skip structures extrapolated to take longer per call")
+    parser.add_argument("--max-memory-gb", type=float, default=14.0,
+                        help="skip structures extrapolated to need more memory")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--tables-only", action="store_true",
                         help="rewrite speed.md from an existing speed.json (no measurement)")
@@ -160,13 +171,16 @@ def main() -> None:
     spec = write_inputs(work / "inputs", sizes=args.sizes, threads=args.threads,
                         repeats=args.repeats)
     names = [item["name"] for item in json.loads(spec.read_text())["inference"]]
+    limits = {"OMP_NUM_THREADS": str(args.threads), "BENCH_MAX_SECONDS": str(args.max_seconds),
+              "BENCH_MAX_MEMORY_MB": str(args.max_memory_gb * 1024)}
+    chosen = [a for m in args.models or [] for a in ("--model", m)]
     sides = [_run_side(sys.executable, "run_nnip.py", spec, work / "nnip.json",
-                       {**os.environ, "OMP_NUM_THREADS": str(args.threads)})]
+                       {**os.environ, **limits}, chosen)]
     for peer in args.peers:
         python = ensure_peer(peer)
         print(f"measuring {peer} ...", flush=True)
         sides.append(_run_side(str(python), PEER_SCRIPTS[peer], spec, work / f"{peer}.json",
-                               {**peer_env(peer), "OMP_NUM_THREADS": str(args.threads)}))
+                               {**peer_env(peer), **limits}))
     meta = run_meta(args.threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps({"meta": meta, "names": names,

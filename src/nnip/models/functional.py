@@ -48,6 +48,11 @@ __all__ = ["FunctionalForces", "compiled_forces"]
 # Cu atoms 169 → 106 ms (benchmarks/speed/README.md). No effect on CUDA.
 _CPU_OPTIONS = {"cpp.threads": 1}
 
+# Inference of graphs with more edges than this runs uncompiled with chunked message sums
+# (`nnip.nn.chunking`): compiled PaiNN 64x3 needs ~0.3 MB per atom (16k Cu atoms: 4.9 GB),
+# chunked ~0.06 MB. Compiled is faster below (16k atoms, 1 thread: 0.32 vs ~0.5 ms/atom).
+_EAGER_ABOVE_EDGES = {"cpu": 1_000_000, "cuda": 4_194_304}
+
 
 class FunctionalForces:
     """``graph -> PotentialOutput`` (energy, forces, virial, stress) of a `Potential`.
@@ -142,6 +147,11 @@ class FunctionalForces:
             ``(n_atoms, 3)`` eV/Å, charges (models that predict them) and, with
             ``compute_stress``, virial ``(n_systems, 3, 3)`` eV and stress eV/Å³.
         """
+        if not training and graph.n_edges > _EAGER_ABOVE_EDGES.get(graph.positions.device.type,
+                                                                    _EAGER_ABOVE_EDGES["cpu"]):
+            # one compiled graph keeps every edge tensor for the backward pass (~7 kB per
+            # edge): large structures go through the potential's chunked message sums
+            return self.potential(graph, compute_forces=True, compute_stress=compute_stress)
         if not training:  # torch.func.grad still differentiates inside no_grad
             with torch.no_grad():
                 return self(graph, compute_stress, training=True)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
+from nnip.nn.chunking import aggregate
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.mlp import ACTIVATIONS, MLP
@@ -104,12 +105,17 @@ class PaiNNMessage(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Aggregate messages from neighbours j into centres i."""
         i, j = edge_index
-        x = self.phi(s)[j] * self.filter(basis) * envelope.unsqueeze(-1)  # (n_edges, 3F)
-        ds, dvv, dvs = torch.split(x, self.n_features, dim=-1)  # 3 × (n_edges, F)
-        dv = v[j] * dvv.unsqueeze(1) + unit.unsqueeze(-1) * dvs.unsqueeze(1)  # (n_edges, 3, F)
-        delta_s = torch.zeros_like(s).index_add(0, i, ds) * self.norm  # (n_nodes, F)
-        delta_v = torch.zeros_like(v).index_add(0, i, dv) * self.norm  # (n_nodes, 3, F)
-        return delta_s, delta_v
+        delta_s, delta_v = aggregate(self._messages, i, j, s.shape[0],
+                                     (basis, envelope, unit), (self.phi(s), v))
+        return delta_s * self.norm, delta_v * self.norm  # (n_nodes, F), (n_nodes, 3, F)
+
+    def _messages(self, basis: torch.Tensor, envelope: torch.Tensor, unit: torch.Tensor,
+                  phi_j: torch.Tensor, v_j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Messages ``(n, F)``, ``(n, 3, F)`` of ``n`` edges from the neighbours' φ(s), v."""
+        x = phi_j * self.filter(basis) * envelope.unsqueeze(-1)  # (n, 3F)
+        ds, dvv, dvs = torch.split(x, self.n_features, dim=-1)  # 3 × (n, F)
+        dv = v_j * dvv.unsqueeze(1) + unit.unsqueeze(-1) * dvs.unsqueeze(1)  # (n, 3, F)
+        return ds, dv
 
 
 class PaiNNUpdate(nn.Module):

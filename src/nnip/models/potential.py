@@ -27,6 +27,7 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph, replace
 from nnip.errors import DataError
+from nnip.nn.chunking import auto_chunk, edge_chunks
 from nnip.nn.embedding import TypeMap
 
 __all__ = ["Potential", "PotentialOutput", "Scaled"]
@@ -151,7 +152,9 @@ class Potential(nn.Module):
             compute_forces: return forces.
             compute_stress: return stress and virial.
             training: keep the autograd graph of the derivatives (``create_graph``) so
-                that a loss on forces or stress can be back-propagated.
+                that a loss on forces or stress can be back-propagated. Without it, graphs
+                of many edges are evaluated with message sums in chunks
+                (`nnip.nn.chunking`): same numbers, less memory.
 
         Returns:
             `PotentialOutput` in float64; the input graph is not modified.
@@ -161,7 +164,10 @@ class Potential(nn.Module):
 
         """
         self.type_map.check(graph.atomic_numbers)
-        with torch.enable_grad():
+        # inference of large graphs: message sums in chunks (faster and smaller on a CPU,
+        # `nnip.nn.chunking`); never when training (weight gradients, create_graph)
+        chunk = None if training else auto_chunk(graph.n_edges, graph.positions.device)
+        with torch.enable_grad(), edge_chunks(chunk):
             return self._evaluate(graph, compute_forces, compute_stress, training)
 
     def _evaluate(self, graph: AtomicGraph, compute_forces: bool, compute_stress: bool,

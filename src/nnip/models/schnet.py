@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
+from nnip.nn.chunking import aggregate
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.mlp import ACTIVATIONS, MLP
@@ -112,11 +113,14 @@ class CFConv(nn.Module):
                 edge_index: torch.Tensor) -> torch.Tensor:
         """Aggregate filtered neighbour features (see class docstring for shapes)."""
         i, j = edge_index
-        w = self.filter_net(basis) * envelope.unsqueeze(-1)  # (n_edges, n_filters)
-        messages = self.in2filter(x)[j] * w  # (n_edges, n_filters)
-        agg = torch.zeros((x.shape[0], messages.shape[1]), dtype=x.dtype, device=x.device)
-        agg = agg.index_add(0, i, messages) * self.norm  # (n_atoms, n_filters)
-        return self.filter2out(agg)  # (n_atoms, n_features)
+        (agg,) = aggregate(self._messages, i, j, x.shape[0], (basis, envelope),
+                           (self.in2filter(x),))  # (n_atoms, n_filters)
+        return self.filter2out(agg * self.norm)  # (n_atoms, n_features)
+
+    def _messages(self, basis: torch.Tensor, envelope: torch.Tensor, x_j: torch.Tensor
+                  ) -> tuple[torch.Tensor]:
+        """Filtered messages ``(n, n_filters)`` of ``n`` edges from the neighbours' x_j."""
+        return (x_j * self.filter_net(basis) * envelope.unsqueeze(-1),)
 
 
 class SchNet(nn.Module):

@@ -19,6 +19,7 @@ from e3nn import o3
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
+from nnip.nn.chunking import aggregate
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.radial import BesselBasis
 
@@ -174,21 +175,11 @@ class Convolution(nn.Module):
                 envelope: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Sum the messages of every node's neighbours (shapes in the class docstring)."""
         dst, src = edge_index
-        n_edges, n_nodes = sh.shape[0], h.shape[0]
-        # Splits, not one slice per path: the backward of a split is one concatenation.
-        weights = (self.radial(radial) * envelope.unsqueeze(-1)).split(self._weight_sizes, 1)
-        x = self.linear_in(h)[src].split(self._in_dims, 1)  # per input irrep (n_edges, U*d_i)
+        n_nodes = h.shape[0]
+        sums = aggregate(self._messages, dst, src, n_nodes, (sh, radial, envelope),
+                         (self.linear_in(h),))  # per input irrep (n_nodes, K_i * U)
         blocks: list[tuple[int, torch.Tensor]] = []  # (position in irreps_out, block)
-        for n, (i, mul, d_in, n_paths, k_total, outs) in enumerate(self._plan):
-            cg = getattr(self, f"cg_{i}").to(sh.dtype)  # no-op once cast with the model
-            coupling = (sh @ cg).view(n_edges, k_total, d_in)  # (n_edges, K_i, d_i)
-            if d_in == 1:  # scalars: an outer product (faster than bmm)
-                y = coupling * x[i].view(n_edges, 1, mul)  # (n_edges, K_i, U)
-            else:
-                y = torch.bmm(coupling, x[i].view(n_edges, mul, d_in).transpose(1, 2))
-            w = weights[n].view(n_edges, n_paths, mul).index_select(1, getattr(self, f"path_{i}"))
-            messages = (y * w).view(n_edges, k_total * mul)
-            agg = messages.new_zeros((n_nodes, k_total * mul)).index_add_(0, dst, messages)
+        for agg, (_, mul, _, _, k_total, outs) in zip(sums, self._plan):
             parts = agg.view(n_nodes, k_total, mul).split([p * d for _, p, d in outs], 1)
             for (pos, p, d), part in zip(outs, parts):  # -> e3nn layout, on the nodes
                 blocks.append((pos, part.reshape(n_nodes, p, d, mul).transpose(2, 3).reshape(
@@ -197,3 +188,25 @@ class Convolution(nn.Module):
             return h.new_zeros((n_nodes, 0))
         blocks.sort(key=lambda pb: pb[0])
         return torch.cat([b for _, b in blocks], 1) * self.norm  # (n_nodes, out.dim)
+
+    def _messages(self, sh: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
+                  x_src: torch.Tensor) -> list[torch.Tensor]:
+        """Messages of ``n`` edges per input irrep ``(n, K_i * U)``.
+
+        ``x_src`` is ``linear_in(h)`` of the edges' neighbours.
+        """
+        n_edges = sh.shape[0]
+        # Splits, not one slice per path: the backward of a split is one concatenation.
+        weights = (self.radial(radial) * envelope.unsqueeze(-1)).split(self._weight_sizes, 1)
+        x = x_src.split(self._in_dims, 1)  # per input irrep (n, U*d_i)
+        out = []
+        for n, (i, mul, d_in, n_paths, k_total, _) in enumerate(self._plan):
+            cg = getattr(self, f"cg_{i}").to(sh.dtype)  # no-op once cast with the model
+            coupling = (sh @ cg).view(n_edges, k_total, d_in)  # (n, K_i, d_i)
+            if d_in == 1:  # scalars: an outer product (faster than bmm)
+                y = coupling * x[i].view(n_edges, 1, mul)  # (n, K_i, U)
+            else:
+                y = torch.bmm(coupling, x[i].view(n_edges, mul, d_in).transpose(1, 2))
+            w = weights[n].view(n_edges, n_paths, mul).index_select(1, getattr(self, f"path_{i}"))
+            out.append((y * w).view(n_edges, k_total * mul))
+        return out
