@@ -141,7 +141,8 @@ def _row(task_name: str, task: Task, model: str, pred, wall: float, epochs: int,
 
 
 def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out: Path,
-             minutes: float, threads: int, compile_: bool = False) -> dict:
+             minutes: float, threads: int, compile_: bool = False,
+             final_energy_weight: float = FINAL_ENERGY_WEIGHT) -> dict:
     """Train one nnip architecture within the budget and score it on the test set."""
     spec = NNIP_MODELS[name]
     config = {
@@ -149,12 +150,15 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
                  "test": [str(split["test"])]},
         "model": {"arch": spec["arch"], "cutoff": task.cutoff, "params": spec["params"]},
         "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0,
-                 "final_energy_weight": FINAL_ENERGY_WEIGHT, "final_fraction": FINAL_FRACTION},
+                 "final_energy_weight": final_energy_weight, "final_fraction": FINAL_FRACTION},
         "train": {"epochs": 100000, "batch_size": BATCH, "lr": LR, "scheduler": "cosine",
                   "min_lr": 1e-5,
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
                   "checkpoint_every": 1000, "threads": threads, "compile": compile_},
-        "output": {"run_dir": str(out / name / (task_name + ("-compiled" if compile_ else ""))),
+        "output": {"run_dir": str(out / name / (task_name + ("-compiled" if compile_ else "")
+                                                 + ("" if final_energy_weight ==
+                                                    FINAL_ENERGY_WEIGHT else
+                                                    f"-final{final_energy_weight:g}"))),
                    "license": "benchmark"},
     }
     if Path(config["output"]["run_dir"]).exists():  # a benchmark run starts afresh
@@ -314,7 +318,7 @@ def _merge_row(results: Path, row: dict, meta: dict) -> list[dict]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
         key = lambda r: (r["task"], r["model"], r["minutes"],  # noqa: E731
-                         r.get("compiled", False))
+                         r.get("compiled", False), r.get("final_energy_weight"))
         rows = [r for r in rows if key(r) != key(row)] + [row]
         rows.sort(key=lambda r: (list(TASKS).index(r["task"]), r["minutes"],
                                  MODELS.index(r["model"])))
@@ -341,6 +345,9 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list tasks and models")
     parser.add_argument("--compile", action="store_true",
                         help="nnip models train with train.compile (fused steps)")
+    parser.add_argument("--final-energy-weight", type=float, default=FINAL_ENERGY_WEIGHT,
+                        help="nnip models: energy weight of the final stage (shared "
+                             f"schedule: {FINAL_ENERGY_WEIGHT:g})")
     args = parser.parse_args()
     if args.list:
         for name, task in TASKS.items():
@@ -371,16 +378,20 @@ def main() -> None:
                                          args.threads)
                 else:
                     row = run_nnip(model, task_name, task, split, out, args.minutes,
-                                   args.threads, args.compile)
+                                   args.threads, args.compile, args.final_energy_weight)
             except (RuntimeError, subprocess.CalledProcessError, nnip.errors.NNIPError) as err:
                 print(f"!!! {task_name} / {model} failed, no row written: {err}", flush=True)
                 continue
             row["minutes"] = args.minutes
             row["threads"] = args.threads
             row["schedule"] = SCHEDULE
+            if model != "mace-torch" and args.final_energy_weight != FINAL_ENERGY_WEIGHT:
+                row["final_energy_weight"] = args.final_energy_weight
+                row["schedule"] = SCHEDULE.replace(f"E×{FINAL_ENERGY_WEIGHT:g}",
+                                                   f"E×{args.final_energy_weight:g}")
             if args.compile and model != "mace-torch":
                 row["compiled"] = True
-                row["schedule"] = SCHEDULE + ", compiled"
+                row["schedule"] += ", compiled"
             rows = _merge_row(results, row, meta)
             print(markdown([row], meta), flush=True)
 
