@@ -28,9 +28,9 @@ __all__ = ["AUTO_EDGES", "CHUNK_EDGES", "aggregate", "auto_chunk", "edge_chunks"
 
 # Inference of structures with more than AUTO_EDGES edges sums messages in chunks of
 # about CHUNK_EDGES edges (whole atoms). On a CPU that is faster as well as smaller: the
-# chunks' edge tensors stay in cache (PaiNN 64x3, 2048 Cu atoms, 1 thread: 2.9 s -> 1.3 s
-# per energy+forces+stress call, peak memory 700 -> 160 kB per atom; see
-# benchmarks/speed/README.md). On a GPU only where memory demands it.
+# chunks' edge tensors stay in cache (PaiNN 64x3 float32, 1 thread, energy+forces+stress
+# of 16k Cu atoms: 38 -> 5.9 s and 11.8 -> 1.5 GB; 108k atoms in 41 s and 5.3 GB;
+# benchmarks/speed/README.md). On a GPU only where memory demands it (not measured yet).
 CHUNK_EDGES = {"cpu": 8_192, "cuda": 1_048_576}
 AUTO_EDGES = {"cpu": 16_384, "cuda": 4_194_304}
 
