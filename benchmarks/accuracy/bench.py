@@ -142,23 +142,34 @@ def _row(task_name: str, task: Task, model: str, pred, wall: float, epochs: int,
 
 def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out: Path,
              minutes: float, threads: int, compile_: bool = False,
-             final_energy_weight: float = FINAL_ENERGY_WEIGHT) -> dict:
-    """Train one nnip architecture within the budget and score it on the test set."""
+             final_energy_weight: float = FINAL_ENERGY_WEIGHT,
+             variant: dict | None = None) -> dict:
+    """Train one nnip architecture within the budget and score it on the test set.
+
+    ``variant`` overrides the shared recipe (keys ``energy_weight``, ``weight_decay``,
+    ``params``: model hyperparameters merged into the architecture's defaults).
+    """
     spec = NNIP_MODELS[name]
+    variant = variant or {}
+    suffix = (("-compiled" if compile_ else "")
+              + ("" if final_energy_weight == FINAL_ENERGY_WEIGHT
+                 else f"-final{final_energy_weight:g}")
+              + "".join(f"-{k}{json.dumps(v, separators=(',', ':'))}"
+                        for k, v in sorted(variant.items())))
+    suffix = re.sub(r"[^A-Za-z0-9_.,:=+-]", "", suffix)
     config = {
         "data": {"train": [str(split["train"])], "validation": [str(split["valid"])],
                  "test": [str(split["test"])]},
-        "model": {"arch": spec["arch"], "cutoff": task.cutoff, "params": spec["params"]},
-        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0,
+        "model": {"arch": spec["arch"], "cutoff": task.cutoff,
+                  "params": {**spec["params"], **variant.get("params", {})}},
+        "loss": {"energy_weight": variant.get("energy_weight", 10.0), "forces_weight": 1.0,
+                 "stress_weight": 10.0,
                  "final_energy_weight": final_energy_weight, "final_fraction": FINAL_FRACTION},
         "train": {"epochs": 100000, "batch_size": BATCH, "lr": LR, "scheduler": "cosine",
-                  "min_lr": 1e-5,
+                  "min_lr": 1e-5, "weight_decay": variant.get("weight_decay", 0.0),
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
                   "checkpoint_every": 1000, "threads": threads, "compile": compile_},
-        "output": {"run_dir": str(out / name / (task_name + ("-compiled" if compile_ else "")
-                                                 + ("" if final_energy_weight ==
-                                                    FINAL_ENERGY_WEIGHT else
-                                                    f"-final{final_energy_weight:g}"))),
+        "output": {"run_dir": str(out / name / (task_name + suffix)),
                    "license": "benchmark"},
     }
     if Path(config["output"]["run_dir"]).exists():  # a benchmark run starts afresh
@@ -318,7 +329,8 @@ def _merge_row(results: Path, row: dict, meta: dict) -> list[dict]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
         key = lambda r: (r["task"], r["model"], r["minutes"],  # noqa: E731
-                         r.get("compiled", False), r.get("final_energy_weight"))
+                         r.get("compiled", False), r.get("final_energy_weight"),
+                         json.dumps(r.get("variant"), sort_keys=True))
         rows = [r for r in rows if key(r) != key(row)] + [row]
         rows.sort(key=lambda r: (list(TASKS).index(r["task"]), r["minutes"],
                                  MODELS.index(r["model"])))
@@ -348,6 +360,13 @@ def main() -> None:
     parser.add_argument("--final-energy-weight", type=float, default=FINAL_ENERGY_WEIGHT,
                         help="nnip models: energy weight of the final stage (shared "
                              f"schedule: {FINAL_ENERGY_WEIGHT:g})")
+    parser.add_argument("--energy-weight", type=float, default=None,
+                        help="nnip models: energy weight before the final stage (shared: 10)")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="nnip models: AdamW weight decay (shared: 0)")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help="nnip models: JSON of model hyperparameters to override, "
+                             "e.g. '{\"n_interactions\": 2}'")
     args = parser.parse_args()
     if args.list:
         for name, task in TASKS.items():
@@ -362,6 +381,9 @@ def main() -> None:
     rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
     meta = {"machine": cpu_name(), "nnip": nnip.__version__,
             "torch": torch.__version__}
+    variant = {k: v for k, v in (("energy_weight", args.energy_weight),
+                                 ("weight_decay", args.weight_decay),
+                                 ("params", args.params)) if v is not None}
     for task_name in args.tasks:
         task = TASKS[task_name]
         split = make_split(task_name, task, out)
@@ -378,7 +400,8 @@ def main() -> None:
                                          args.threads)
                 else:
                     row = run_nnip(model, task_name, task, split, out, args.minutes,
-                                   args.threads, args.compile, args.final_energy_weight)
+                                   args.threads, args.compile, args.final_energy_weight,
+                                   variant)
             except (RuntimeError, subprocess.CalledProcessError, nnip.errors.NNIPError) as err:
                 print(f"!!! {task_name} / {model} failed, no row written: {err}", flush=True)
                 continue
@@ -389,6 +412,11 @@ def main() -> None:
                 row["final_energy_weight"] = args.final_energy_weight
                 row["schedule"] = SCHEDULE.replace(f"E×{FINAL_ENERGY_WEIGHT:g}",
                                                    f"E×{args.final_energy_weight:g}")
+            if variant and model != "mace-torch":
+                row["variant"] = variant
+                row["schedule"] += "".join(
+                    f", {k.replace('_', ' ')} {json.dumps(v) if isinstance(v, dict) else f'{v:g}'}"
+                    for k, v in variant.items())
             if args.compile and model != "mace-torch":
                 row["compiled"] = True
                 row["schedule"] += ", compiled"
