@@ -6,10 +6,11 @@ Systems (``--system``):
   fcc cell, exploring at 300 to 1200 K (one more temperature per iteration:
   ``explore.ramp``), trust window 0.1-0.4 eV/Å; stability test 1200 K;
 - ``ethanol-xtb``: ethanol with GFN2-xTB (tblite) as the oracle, from 10 rattled (0.1 Å)
-  copies of one geometry, exploring at 300, 500 and 800 K (ramped), trust window
-  0.2-0.8 eV/Å (a first run with 0.1-0.4 and a single starting frame never got a
-  trajectory past its first sample: every frame lay beyond 0.4 eV/Å); stability test
-  500 K.
+  copies of one geometry, exploring at 300, 500 and 800 K (ramped), *relative* trust
+  window 0.05-0.3 of ``spread / (|F| + 1 eV/Å)`` (the absolute windows of earlier runs,
+  0.1-0.4 and 0.2-0.8 eV/Å, labelled mostly the hottest frames: a molecule's forces
+  span 0-10 eV/Å within one trajectory; ``--absolute`` restores 0.2-0.8 eV/Å);
+  stability test 500 K.
 
 Selection uses the committee's calibrated force spread within the trust window.
 
@@ -58,8 +59,9 @@ SYSTEMS = {
                "test_K": [300, 600, 900, 1200], "stability_K": 1200.0, "threshold": 0.1,
                "upper": 0.4, "cutoff": 4.5, "rattle": 0.05, "iterations": 6},
     "ethanol-xtb": {"oracle": "tblite:GFN2-xTB", "explore_K": [300, 500, 800],
-                    "test_K": [300, 500, 800], "stability_K": 500.0, "threshold": 0.2,
-                    "upper": 0.8, "cutoff": 5.0, "rattle": 0.1, "iterations": 12},
+                    "test_K": [300, 500, 800], "stability_K": 500.0, "threshold": 0.05,
+                    "upper": 0.3, "relative_level": 1.0, "cutoff": 5.0, "rattle": 0.1,
+                    "iterations": 12},
 }
 TRAIN = {"epochs": 150, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
          "committee": 3, "time_limit_min": 3.0, "threads": 2}
@@ -122,10 +124,19 @@ def main() -> None:
                         help="default: 6 for cu-emt, 12 for ethanol-xtb")
     parser.add_argument("--stability-ps", type=float, default=50.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true",
+                        help="explore with the committee compiled (explore.compile)")
+    parser.add_argument("--train-minutes", type=float, default=TRAIN["time_limit_min"],
+                        help="training budget per iteration and for each baseline")
+    parser.add_argument("--absolute", action="store_true",
+                        help="ethanol-xtb: the absolute window 0.2-0.8 eV/Å of the first runs")
     args = parser.parse_args()
+    TRAIN["time_limit_min"] = args.train_minutes
     torch.set_num_threads(args.threads)
     TRAIN["threads"] = args.threads
-    spec = SYSTEMS[args.system]
+    spec = dict(SYSTEMS[args.system])
+    if args.absolute:
+        spec.update(threshold=0.2, upper=0.8, relative_level=0.0)
     out = Path(args.out or f"benchmarks/active_learning/runs/{args.system}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     oracle = make_oracle(spec["oracle"])
@@ -147,8 +158,9 @@ def main() -> None:
         "test": [str(out / "test.xyz")],
         "explore": {"structures": [str(out / "start.xyz")], "temperatures_K": spec["explore_K"],
                     "steps": 1000, "timestep_fs": 1, "replicas": 4, "sample_every": 20,
-                    "ramp": True},
+                    "ramp": True, "compile": args.compile},
         "select": {"threshold_eV_per_A": spec["threshold"], "upper_eV_per_A": spec["upper"],
+                   "relative_level_eV_per_A": spec.get("relative_level", 0.0),
                    "max_per_iteration": 20},
         "train": {"data": {"train": [str(out / "init.xyz")], "validation_fraction": 0.1},
                   "model": model, "train": TRAIN},
@@ -176,7 +188,8 @@ def main() -> None:
     final = load_model(state["model"])
     test = ase.io.read(out / "test.xyz", ":")
     meta = run_meta(args.threads)
-    results = {"meta": meta, "system": args.system, "history": state["history"],
+    results = {"meta": meta, "system": args.system, "select": config["select"],
+               "explore": config["explore"], "train": TRAIN, "history": state["history"],
                "n_labelled": n_labelled,
                "active": {**_errors(final, test),
                           **_stability(args.system, final, args.stability_ps)},
