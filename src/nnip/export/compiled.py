@@ -49,12 +49,18 @@ charges' dependence on positions), and it returns two more outputs:
     q_raw ``(n,)`` e: raw charges q̃ (meaningful for owned atoms);
     w ``(n,)``: the total-charge constraint's weights.
 
-One step is then: pass 1 (any psi) gives q̃ and w; sums over all owned atoms give q;
-the Ewald sum gives E_c, its forces and virial at fixed q and ``φ_i = ∂E_c/∂q_i``;
-``ψ_j = φ_j - Σ_i w_i φ_i / Σ_i w_i`` (because ``∂q_i/∂q̃_j = δ_ij - w_i / Σw``); pass 2
-with ``psi = ψ`` gives the rest. 3D-periodic cells only; a committee with
-electrostatics is refused. The sum is a converged Ewald sum whatever the model's
-``method`` (a model that uses PME differs from the package by PME's error, ~1e-6).
+A second entry of the package, ``charges`` (``AOTIModelPackageLoader(path, "charges")``
+in C++), takes the first six inputs and returns only ``q_raw`` and ``w``, without
+derivatives. One step is then:
+
+1. pass 1 (the ``charges`` entry) gives q̃ and w; sums over all owned atoms give q;
+2. the Ewald sum gives E_c, its forces and virial at fixed q and ``φ_i = ∂E_c/∂q_i``;
+3. ``ψ_j = φ_j - Σ_i w_i φ_i / Σ_i w_i`` (because ``∂q_i/∂q̃_j = δ_ij - w_i / Σw``);
+4. pass 2 (the main entry, ``psi = ψ``) gives the rest.
+
+3D-periodic cells only; a committee with electrostatics is refused. The sum is a
+converged Ewald sum whatever the model's ``method`` (a model that uses PME differs from
+the package by PME's error, ~1e-6 relative).
 
 The package's metadata (``get_metadata()`` in C++ and Python) holds ``elements``
 (comma-separated symbols), ``cutoff`` (Å), ``ghost_cutoff`` (Å: layers x cutoff, the
@@ -168,6 +174,55 @@ class ExportedModule(nn.Module):
         if psi is None:
             return out
         return (*out, charges[0][0].detach(), charges[0][1].detach())
+
+
+class _RawCharges(nn.Module):
+    """The package's second entry, ``charges``: ``q_raw (n,)`` e and ``w (n,)`` only.
+
+    Same first six inputs as the main function; forward only (pass 1 of a step).
+    """
+
+    def __init__(self, exported: ExportedModule) -> None:
+        super().__init__()
+        self.member = exported.members[0]
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
+                n_local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw charges and constraint weights of every atom (owned ones are exact)."""
+        dtype = self.member.model_dtype
+        n = positions.shape[0]
+        graph = AtomicGraph(
+            positions=positions.to(dtype), atomic_numbers=atomic_numbers,
+            system_idx=torch.zeros(n, dtype=torch.long, device=positions.device),
+            cell=cell.to(dtype).unsqueeze(0),
+            pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
+            total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
+            edge_index=edge_index, edge_shift=edge_shift)
+        _, raw, weight = self.member.short_range_and_raw_charges(graph)
+        return raw.to(torch.float64), weight.to(torch.float64)
+
+
+def _compile(programs: dict[str, torch.export.ExportedProgram], path: Path,
+             configs: dict[str, Any]) -> None:
+    """AOTInductor-compile each program and package them as named models at ``path``.
+
+    ``model`` is the default entry (``AOTIModelPackageLoader(path)``); others are loaded
+    by name (``AOTIModelPackageLoader(path, "charges")``).
+    """
+    if len(programs) == 1:
+        torch._inductor.aoti_compile_and_package(programs["model"], package_path=str(path),
+                                                 inductor_configs=configs)
+        return
+    from torch._inductor.package import package_aoti
+
+    files = {}
+    for name, program in programs.items():
+        args, kwargs = program.example_inputs
+        files[name] = torch._inductor.aot_compile(
+            program.module(check_guards=False), args, kwargs,
+            options={**configs, "aot_inductor.package": True})
+    package_aoti(str(path), files)
 
 
 def _electrostatics_term(potential: Potential) -> Electrostatics | None:
@@ -339,10 +394,16 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.pt2")
+    programs = {"model": program}
+    if coulomb is not None:  # pass 1 of a step needs only the charges: no derivatives
+        with torch.no_grad():
+            charges = make_fx(_RawCharges(module), tracing_mode="symbolic",
+                              _allow_non_fake_inputs=True)(*inputs[:6])
+        programs["charges"] = torch.export.export(charges, inputs[:6], strict=False,
+                                                  dynamic_shapes=dynamic)
     configs: dict[str, Any] = {"aot_inductor.metadata": metadata}
     try:
-        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
-                                                 inductor_configs=configs)
+        _compile(programs, tmp, configs)
     except Exception as err:  # noqa: BLE001  (an Inductor code-generation failure)
         if device != "cpu":
             raise
@@ -350,8 +411,7 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         # (an assertion in cpp.py); scalar code generation compiles them.
         say(f"nnip export: vectorised code generation failed ({type(err).__name__}); "
             "compiling without SIMD vectorisation")
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(tmp), inductor_configs={**configs, "cpp.simdlen": 1})
+        _compile(programs, tmp, {**configs, "cpp.simdlen": 1})
     os.replace(tmp, path)
     say(f"nnip export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - start:.0f} s")
@@ -387,8 +447,11 @@ class CompiledPotential:
                                  f"this nnip reads {FORMAT!r} and {CHARGES_FORMAT!r}")
         self.smearing = None  # Å, models with electrostatics (summed outside the package)
         if self.metadata.get("electrostatics"):
+            from torch._inductor.package import load_package
+
             self.smearing = float(self.metadata["smearing"])
             self.ewald_accuracy = float(self.metadata["ewald_accuracy"])
+            self.charges_runner = load_package(str(path), "charges")
         self.elements = self.metadata["elements"].split(",")
         self.cutoff = float(self.metadata["cutoff"])
         self.device = self.metadata.get("device", "cpu")
@@ -452,7 +515,8 @@ class CompiledPotential:
                       ) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
         """The two passes of a model with electrostatics, as LAMMPS runs them.
 
-        Pass 1 gives raw charges q̃ and weights w; the constraint gives charges
+        Pass 1 (the package's ``charges`` entry) gives raw charges q̃ and weights w; the
+        constraint gives charges
         ``q = q̃ + w (Q - Σq̃) / Σw``; the Ewald sum (`nnip.export._ewald`) gives the
         Coulomb energy, its forces and virial at fixed charges and the potentials
         ``φ = ∂E_c/∂q``; by the chain rule through the constraint
@@ -464,8 +528,7 @@ class CompiledPotential:
             raise ModelError("this compiled model has electrostatics, which it sums for "
                              f"3D-periodic cells only; the structure has pbc={atoms.pbc}")
         inputs = _inputs_of(graph)
-        zeros = torch.zeros(graph.n_atoms, dtype=torch.float64, device=self.device)
-        raw, weight = (t.detach().cpu().numpy() for t in self.runner(*inputs, zeros)[5:])
+        raw, weight = (t.detach().cpu().numpy() for t in self.charges_runner(*inputs))
         total = float(atoms.info.get("total_charge", 0.0))
         charges = raw + weight * (total - raw.sum()) / weight.sum()
         energy, phi, forces, virial = ewald(atoms.positions, charges, atoms.cell.array,

@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <complex>
 #include <cstring>
 #include <sstream>
 
@@ -113,6 +112,12 @@ void PairNNIP::coeff(int narg, char **arg)
     if (metadata["electrostatics"] != "ewald")
       error->all(FLERR, "{}: electrostatics '{}' is not one this plugin sums (ewald)", arg[2],
                  metadata["electrostatics"]);
+    try {
+      charges_model = std::make_unique<torch::inductor::AOTIModelPackageLoader>(arg[2], "charges");
+    } catch (const std::exception &err) {
+      error->all(FLERR, "pair_style nnip cannot load the charges entry of {}: {}", arg[2],
+                 err.what());
+    }
     smearing = std::stod(metadata["smearing"]);
     ewald_accuracy = std::stod(metadata["ewald_accuracy"]);
     int flag, cols;
@@ -258,15 +263,16 @@ void PairNNIP::compute(int eflag, int vflag)
   torch::Tensor n_local = torch::scalar_tensor((int64_t) nlocal, i64);
   std::vector<at::Tensor> inputs = {positions, numbers, edge_index, shifts, cell, n_local};
   if (electrostatics) charges_and_psi(inputs);    // adds psi; tallies the Coulomb terms
-  tally(run_model(inputs), nall);
+  tally(run_model(*model, inputs), nall);
 }
 
-std::vector<at::Tensor> PairNNIP::run_model(const std::vector<at::Tensor> &inputs)
+std::vector<at::Tensor> PairNNIP::run_model(torch::inductor::AOTIModelPackageLoader &loader,
+                                            const std::vector<at::Tensor> &inputs)
 {
   std::vector<at::Tensor> out;
   const double start = MPI_Wtime();
   try {
-    out = model->run(inputs);
+    out = loader.run(inputs);
   } catch (const std::exception &err) {
     error->one(FLERR, "pair_style nnip: the model failed: {}", err.what());
   }
@@ -277,8 +283,8 @@ std::vector<at::Tensor> PairNNIP::run_model(const std::vector<at::Tensor> &input
 void PairNNIP::finish()
 {
   if (electrostatics && steps > 0 && comm->me == 0)
-    utils::logmesg(lmp, "pair_style nnip: per step on rank 0: {:.3g} ms in the package (two "
-                   "passes), {:.3g} ms in the Ewald sum ({} k-vectors)\n",
+    utils::logmesg(lmp, "pair_style nnip: per step on rank 0: {:.3g} ms in the package (charges "
+                   "+ main entry), {:.3g} ms in the Ewald sum ({} k-vectors)\n",
                    1e3 * time_model / steps, 1e3 * time_ewald / steps, n_kvectors);
   time_model = time_ewald = 0.0;
   steps = 0;
@@ -329,7 +335,8 @@ void PairNNIP::tally(const std::vector<at::Tensor> &out, int nall)
   }
 }
 
-/* Pass 1 (raw charges q~ and weights w of the owned atoms), the total-charge constraint
+/* Pass 1 (the "charges" entry: raw charges q~ and weights w of the owned atoms, no
+   derivatives), the total-charge constraint
    over all processes, the Ewald sum, and psi = dE_c/dq~ appended to the inputs for pass 2:
    with q_i = q~_i + w_i (Q - S) / W (S = sum q~, W = sum w), dq_i/dq~_j = delta_ij - w_i / W,
    so dE_c/dq~_j = phi_j - sum_i w_i phi_i / W. */
@@ -338,10 +345,9 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   const int nlocal = atom->nlocal;
   const int64_t n = inputs[0].size(0);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  inputs.push_back(torch::zeros({n}, f64));
-  auto first = run_model(inputs);
-  auto raw = first[5].accessor<double, 1>();
-  auto weight = first[6].accessor<double, 1>();
+  auto first = run_model(*charges_model, inputs);    // forward only
+  auto raw = first[0].accessor<double, 1>();
+  auto weight = first[1].accessor<double, 1>();
   double local[2] = {0.0, 0.0}, sums[2];
   for (int i = 0; i < nlocal; i++) {
     local[0] += raw[i];
@@ -362,7 +368,7 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   torch::Tensor psi = torch::zeros({n}, f64);    // zero on ghosts: only owned q~ count
   auto p = psi.accessor<double, 1>();
   for (int i = 0; i < nlocal; i++) p[i] = phi[i] - wphi / sums[1];
-  inputs.back() = psi;
+  inputs.push_back(psi);
 }
 
 /* Reciprocal-space Ewald sum of Gaussian charges q (owned atoms) of width sigma, with
@@ -414,54 +420,81 @@ void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
         kv.push_back(v);
       }
   const size_t nk = n_kvectors = kv.size();
-  // exp(i n b_d . r_i) per direction, stored [n][i]: exp(i k . r_i) is their product
-  using cplx = std::complex<double>;
+  // cos and sin of n b_d . r_i per direction d, stored [n][i] (plain doubles, no
+  // std::complex: its product checks for infinities and does not vectorise)
   const int len[3] = {n_max[0] + 1, 2 * n_max[1] + 1, 2 * n_max[2] + 1};
   const int offset[3] = {0, n_max[1], n_max[2]};
-  std::vector<cplx> table[3];
+  std::vector<double> cos_t[3], sin_t[3];
   for (int d = 0; d < 3; d++) {
-    table[d].resize((size_t) len[d] * nlocal);
+    cos_t[d].resize((size_t) len[d] * nlocal);
+    sin_t[d].resize((size_t) len[d] * nlocal);
     for (int m = 0; m < len[d]; m++)
       for (int i = 0; i < nlocal; i++) {
         const double angle =
             (m - offset[d]) * (b[d][0] * x[i][0] + b[d][1] * x[i][1] + b[d][2] * x[i][2]);
-        table[d][(size_t) m * nlocal + i] = std::polar(1.0, angle);
+        cos_t[d][(size_t) m * nlocal + i] = std::cos(angle);
+        sin_t[d][(size_t) m * nlocal + i] = std::sin(angle);
       }
   }
-  auto phase = [&](const KVector &v, int i) {
-    return table[0][(size_t) v.n[0] * nlocal + i] * table[1][(size_t) v.n[1] * nlocal + i] *
-        table[2][(size_t) v.n[2] * nlocal + i];
+  // exp(i (n1 b1 + n2 b2) . r_i) of the current (n1, n2): the k-vectors come sorted by
+  // n1, then n2, so each row is made once per sweep; exp(i k . r_i) is then one product
+  std::vector<double> row_c(nlocal), row_s(nlocal);
+  int row[2] = {-1, -1};
+  auto select = [&](const KVector &v, const double *&c3, const double *&s3) {
+    if (v.n[0] != row[0] || v.n[1] != row[1]) {
+      row[0] = v.n[0], row[1] = v.n[1];
+      const double *c1 = &cos_t[0][(size_t) v.n[0] * nlocal];
+      const double *s1 = &sin_t[0][(size_t) v.n[0] * nlocal];
+      const double *c2 = &cos_t[1][(size_t) v.n[1] * nlocal];
+      const double *s2 = &sin_t[1][(size_t) v.n[1] * nlocal];
+#pragma omp simd
+      for (int i = 0; i < nlocal; i++) {
+        row_c[i] = c1[i] * c2[i] - s1[i] * s2[i];
+        row_s[i] = c1[i] * s2[i] + s1[i] * c2[i];
+      }
+    }
+    c3 = &cos_t[2][(size_t) v.n[2] * nlocal];
+    s3 = &sin_t[2][(size_t) v.n[2] * nlocal];
   };
+  const double *rc = row_c.data(), *rs = row_s.data(), *c3, *s3;
   // structure factors S(k) = A + iB, summed over the owned atoms of every process
   std::vector<double> local(2 * nk, 0.0), sf(2 * nk);
   for (size_t kk = 0; kk < nk; kk++) {
+    select(kv[kk], c3, s3);
     double re = 0.0, im = 0.0;
+#pragma omp simd reduction(+ : re, im)
     for (int i = 0; i < nlocal; i++) {
-      const cplx e = phase(kv[kk], i);
-      re += q[i] * e.real();
-      im += q[i] * e.imag();
+      re += q[i] * (rc[i] * c3[i] - rs[i] * s3[i]);
+      im += q[i] * (rc[i] * s3[i] + rs[i] * c3[i]);
     }
     local[2 * kk] = re, local[2 * kk + 1] = im;
   }
   MPI_Allreduce(local.data(), sf.data(), (int) (2 * nk), MPI_DOUBLE, MPI_SUM, world);
   // potentials and forces of the owned atoms
   phi.assign(nlocal, 0.0);
-  std::vector<double> fk(3 * (size_t) nlocal, 0.0);
+  std::vector<double> fk[3] = {std::vector<double>(nlocal, 0.0),
+                               std::vector<double>(nlocal, 0.0),
+                               std::vector<double>(nlocal, 0.0)};
+  double *fx = fk[0].data(), *fy = fk[1].data(), *fz = fk[2].data(), *p = phi.data();
   for (size_t kk = 0; kk < nk; kk++) {
     const KVector &v = kv[kk];
+    select(v, c3, s3);
     const double ga = 2.0 * v.g * sf[2 * kk], gb = 2.0 * v.g * sf[2 * kk + 1];
+#pragma omp simd
     for (int i = 0; i < nlocal; i++) {
-      const cplx e = phase(v, i);
-      phi[i] += ga * e.real() + gb * e.imag();
-      const double t = q[i] * (ga * e.imag() - gb * e.real());
-      for (int c = 0; c < 3; c++) fk[3 * (size_t) i + c] += t * v.k[c];
+      const double c = rc[i] * c3[i] - rs[i] * s3[i], s = rc[i] * s3[i] + rs[i] * c3[i];
+      p[i] += ga * c + gb * s;
+      const double t = q[i] * (ga * s - gb * c);
+      fx[i] += t * v.k[0];
+      fy[i] += t * v.k[1];
+      fz[i] += t * v.k[2];
     }
   }
   const double self = k_e / (std::sqrt(2.0 * M_PI) * smearing);
   const double background = k_e * M_PI * sigma2 / volume;
   for (int i = 0; i < nlocal; i++) {
     phi[i] += -2.0 * self * q[i] - 2.0 * background * total_charge;
-    for (int c = 0; c < 3; c++) f[i][c] += fk[3 * (size_t) i + c];
+    for (int c = 0; c < 3; c++) f[i][c] += fk[c][i];
     const double e_i = 0.5 * q[i] * phi[i];
     if (eflag_global) eng_coul += e_i;
     if (eflag_atom) eatom[i] += e_i;

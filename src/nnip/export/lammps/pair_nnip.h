@@ -15,8 +15,8 @@
  *
  *   pair_style nnip total_charge 1.0   # the system's total charge in e (default 0)
  *
- * Per step: pass 1 of the package gives the owned atoms' raw charges q~ and constraint
- * weights w; two sums over all processes give the charges
+ * Per step: pass 1 (the package's forward-only entry "charges") gives the owned atoms'
+ * raw charges q~ and constraint weights w; two sums over all processes give the charges
  * q_i = q~_i + w_i (Q - sum q~) / sum w; an Ewald sum of the Gaussian-smeared charges
  * (reciprocal space only, written here, formulas in nnip/export/_ewald.py) gives the
  * Coulomb energy (tallied as ecoul), its forces at fixed charges, its virial and the
@@ -66,6 +66,7 @@ class PairNNIP : public Pair {
 
  protected:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> charges_model;    // pass 1
   std::vector<long> type_z;    // atomic number per LAMMPS type (index 1..ntypes), 0: NULL
   std::vector<std::string> model_elements;    // the package's elements, in its order
   std::string lammps_d3;    // the D3 pair style the model needs overlaid (empty: none)
@@ -85,7 +86,8 @@ class PairNNIP : public Pair {
   long steps = 0;
   size_t n_kvectors = 0;
   void allocate();
-  std::vector<at::Tensor> run_model(const std::vector<at::Tensor> &inputs);
+  std::vector<at::Tensor> run_model(torch::inductor::AOTIModelPackageLoader &loader,
+                                    const std::vector<at::Tensor> &inputs);
   void tally(const std::vector<at::Tensor> &out, int nall);
   void charges_and_psi(std::vector<at::Tensor> &inputs);
   void ewald(const std::vector<double> &q, std::vector<double> &phi);
