@@ -8,6 +8,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk, molecule
 
 from nnip.cli.main import main as cli
@@ -68,9 +69,10 @@ def test_cli_export_and_clear_errors(tmp_path, capsys):
     diffs = [float(part.split()[1]) for part in line.split(": ", 1)[1].split(", ")]
     assert line.startswith("compiled vs model") and max(diffs) < 1e-10
     assert (tmp_path / "mace.pt2").is_file()
-    with pytest.raises(ModelError, match="long-range"):
-        export_compiled(build("painn", ["C", "H"], 4.0, n_features=8,
-                              electrostatics=True), tmp_path / "x.pt2", progress=False)
+    charged = Committee([build("painn", ["C", "H"], 4.0, n_features=8, seed=k,
+                               electrostatics=True) for k in range(2)])
+    with pytest.raises(ModelError, match="long-range.*committee"):
+        export_compiled(charged, tmp_path / "x.pt2", progress=False)
     (tmp_path / "junk.pt2").write_text("not a package")
     with pytest.raises(ModelFileError, match="junk.pt2"):
         load_compiled(tmp_path / "junk.pt2")
@@ -106,3 +108,56 @@ def test_float32_models_compile_and_agree_to_float32_precision(tmp_path):
     assert load_compiled(path).metadata["dtype"] == "float32"
     diff = parity(model, path, _triclinic_alloy())
     assert diff["forces"] < 1e-4 and diff["energy"] < 1e-4
+
+
+def ionic_model(arch: str = "painn", **electrostatics):
+    """A small Na-Cl model with electrostatics whose charges are ~0.1-0.5 e."""
+    model = build(arch, ["Na", "Cl"], 4.0, n_features=8, n_interactions=2, seed=2,
+                  electrostatics={"smearing": 1.0, "method": "ewald", **electrostatics})
+    term = model.terms["electrostatics"]
+    last = [m for m in term.charge_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(30.0)
+        last.bias.mul_(30.0)
+        term.log_weight.copy_(torch.tensor([-0.4, 0.3]))
+    return model
+
+
+def triclinic_salt(repeat=(2, 2, 3), seed=1):
+    atoms = bulk("NaCl", "rocksalt", a=5.64).repeat(repeat)
+    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.05, 0], [0, 1, 0.1], [0.02, 0, 1.05]]),
+                   scale_atoms=True)
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def test_electrostatics_is_summed_outside_the_package_and_agrees(tmp_path):
+    """Learned charges: the package gives q̃, w and the response; Python sums Ewald."""
+    from nnip.export._ewald import ewald
+
+    model = ionic_model()
+    path = export_compiled(save_model(model, tmp_path / "q.nnip"), tmp_path / "q.pt2",
+                           progress=False)
+    compiled = load_compiled(path)
+    assert compiled.metadata["format"] == "nnip-aoti-2"
+    assert compiled.metadata["electrostatics"] == "ewald" and compiled.smearing == 1.0
+    for repeat, total in (((2, 2, 3), 0.0), ((2, 2, 3), 1.5), ((3, 2, 2), -0.7)):
+        atoms = triclinic_salt(repeat)
+        atoms.info["total_charge"] = total
+        out = model.predict(atoms, compute_stress=True)
+        diff = parity(model, path, atoms)
+        assert diff["energy"] < 1e-8 * abs(float(out.energy[0]))
+        assert diff["forces"] < 1e-8 * float(out.forces.abs().max())
+        assert diff["virial"] < 1e-8 * float(out.virial.abs().max())
+        assert diff["charges"] < 1e-12 and diff["energies"] < 1e-9
+        assert float(out.charges.sum()) == pytest.approx(total, abs=1e-12)
+        stress = out.stress[0].numpy()[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        assert np.abs(compiled(atoms)["stress"] - stress).max() < 1e-8 * np.abs(stress).max()
+    # the response term (charges move with the atoms) is a real part of the forces
+    result = compiled(atoms)
+    inputs = _graph_inputs(atoms, 4.0)
+    no_response = compiled.runner(*inputs, torch.zeros(len(atoms), dtype=torch.float64))
+    fixed = ewald(atoms.positions, result["charges"], atoms.cell.array, 1.0)[2]
+    assert np.abs(result["forces"] - no_response[2].numpy() - fixed).max() > 0.1
+    with pytest.raises(ModelError, match="3D-periodic"):
+        compiled(Atoms("NaCl", positions=[[0, 0, 0], [2.5, 0, 0]]))

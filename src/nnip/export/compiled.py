@@ -33,19 +33,48 @@ Outputs (float64):
         is not known inside one domain. `nnip.models.committee.force_spread` with the
         metadata's ``calibration`` gives it.
 
+**Electrostatics** (an `nnip.physics.electrostatics.Electrostatics` term: learned charges,
+Coulomb energy of Gaussians of width σ) does not decompose into domains with a finite
+ghost shell: the package (format ``nnip-aoti-2``) computes the domain-local parts, and
+the Ewald sum over the whole cell runs outside it (`nnip.export._ewald` from Python, the
+same sum in C++ in LAMMPS). With E = E_sr(R) + E_c(R, q(R)) and charges
+``q_i = q̃_i + w_i (Q - Σ_j q̃_j) / Σ_j w_j``, the function takes one more input
+
+    psi ``(n,)`` float64, eV/e: ``∂E_c/∂q̃_i`` for owned atoms (0 for ghosts);
+
+its ``energy``/``energies`` are the short-range energy (the Coulomb term excluded), its
+``forces`` and ``virial`` the derivatives of ``E_sr + Σ_{i owned} psi_i q̃_i`` (the
+charges' dependence on positions), and it returns two more outputs:
+
+    q_raw ``(n,)`` e: raw charges q̃ (meaningful for owned atoms);
+    w ``(n,)``: the total-charge constraint's weights.
+
+A second entry of the package, ``charges`` (``AOTIModelPackageLoader(path, "charges")``
+in C++), takes the first six inputs and returns only ``q_raw`` and ``w``, without
+derivatives. One step is then:
+
+1. pass 1 (the ``charges`` entry) gives q̃ and w; sums over all owned atoms give q;
+2. the Ewald sum gives E_c, its forces and virial at fixed q and ``φ_i = ∂E_c/∂q_i``;
+3. ``ψ_j = φ_j - Σ_i w_i φ_i / Σ_i w_i`` (because ``∂q_i/∂q̃_j = δ_ij - w_i / Σw``);
+4. pass 2 (the main entry, ``psi = ψ``) gives the rest.
+
+3D-periodic cells only; a committee with electrostatics is refused. The sum is a
+converged Ewald sum whatever the model's ``method`` (a model that uses PME differs from
+the package by PME's error, ~1e-6 relative).
+
 The package's metadata (``get_metadata()`` in C++ and Python) holds ``elements``
 (comma-separated symbols), ``cutoff`` (Å), ``ghost_cutoff`` (Å: layers x cutoff, the
 ghost shell message passing needs), ``dtype``, ``committee`` (members, 0 for a single
 model), ``calibration`` (of the committee's spread), ``nnip_version``, ``format`` and the
-model file's provenance summary.
+model file's provenance summary; with electrostatics also ``electrostatics``
+(``ewald``), ``smearing`` (σ, Å) and ``ewald_accuracy`` (the smallest Gaussian factor
+``exp(-σ^2 k^2 / 2)`` summed).
 
 A D3 dispersion term (`nnip.physics.dispersion.D3Dispersion`, with its own 15 Å list)
 is left out of the compiled graph and carried as metadata instead: ``d3`` (its settings,
 JSON) and ``lammps_d3`` (the same dispersion as ``pair_style dispersion/d3 ...``, which
 LAMMPS overlays on ``pair_style nnip``); `load_compiled` adds it back on the Python side,
-so a package evaluates the whole model from Python and from LAMMPS alike. Electrostatics
-over the whole cell does not decompose into domains with a finite ghost shell and is
-refused for now.
+so a package evaluates the whole model from Python and from LAMMPS alike.
 """
 
 from __future__ import annotations
@@ -64,42 +93,51 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.errors import ModelError, ModelFileError
+from nnip.export._ewald import ACCURACY, ewald
 from nnip.models.committee import Committee, force_spread
 from nnip.models.potential import Potential, use_static_shapes
 from nnip.nn.embedding import TypeMap
 from nnip.physics.dispersion import D3Dispersion
+from nnip.physics.electrostatics import Electrostatics
 
-__all__ = ["FORMAT", "CompiledPotential", "ExportedModule", "export_compiled",
+__all__ = ["CHARGES_FORMAT", "FORMAT", "CompiledPotential", "ExportedModule", "export_compiled",
            "lammps_lines", "load_compiled", "parity"]
 
 FORMAT = "nnip-aoti-1"
 """Version tag of the compiled function's signature (inputs, outputs, metadata)."""
+
+CHARGES_FORMAT = "nnip-aoti-2"
+"""The signature of models with electrostatics: ``psi`` in, ``q_raw`` and ``w`` out."""
 
 
 class ExportedModule(nn.Module):
     """The function that is compiled (see the module docstring for its signature).
 
     Args:
-        potential: a `Potential` or `Committee` without long-range terms (a D3 term is
-            taken out first by `export_compiled`).
+        potential: a `Potential` or `Committee` whose only long-range term is one
+            electrostatics term (a single potential only; a D3 term is taken out first
+            by `export_compiled`).
+
+    Raises:
+        ModelError: other long-range terms, or a committee with electrostatics.
     """
 
     def __init__(self, potential: Potential) -> None:
         super().__init__()
-        if potential.long_range:
-            names = [name for m in _members(potential) for name, term in m.terms.items()
-                     if getattr(term, "long_range", False)]
-            raise ModelError(f"compiled export does not carry these long-range terms yet "
-                             f"({names}): electrostatics needs the whole cell, not a domain "
-                             "with a finite ghost shell; export a model without them")
-        self.potential = potential
         self.members = _members(potential)
+        self.electrostatics = _electrostatics_term(potential)
+        self.potential = potential
         use_static_shapes(potential)
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                 edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
-                n_local: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Energy, per-atom energies, forces, virial and member forces of one domain."""
+                n_local: torch.Tensor, psi: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, ...]:
+        """Energy, per-atom energies, forces, virial and member forces of one domain.
+
+        With electrostatics (``psi`` given), also the raw charges and weights, and the
+        derivatives are those of the short-range energy plus ``Σ_owned psi_i q̃_i``.
+        """
         dtype = self.potential.model_dtype
         n, k = positions.shape[0], len(self.members)
         owned = (torch.arange(n, device=positions.device) < n_local).to(torch.float64)
@@ -108,7 +146,7 @@ class ExportedModule(nn.Module):
         strain = torch.zeros((k, 3, 3), dtype=dtype, device=positions.device,
                              requires_grad=True)
         cell = cell.to(dtype)
-        energies = []
+        energies, charges = [], []
         for m, member in enumerate(self.members):
             sym = 0.5 * (strain[m] + strain[m].T)
             graph = AtomicGraph(
@@ -118,13 +156,94 @@ class ExportedModule(nn.Module):
                 pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
                 total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
                 edge_index=edge_index, edge_shift=edge_shift)
-            energies.append(member.atom_energies(graph) * owned)  # (n,) float64
+            if psi is None:
+                energies.append(member.atom_energies(graph) * owned)  # (n,) float64
+            else:
+                short, raw, weight = member.short_range_and_raw_charges(graph)
+                energies.append(short * owned)  # (n,) float64
+                charges.append((raw.to(torch.float64), weight.to(torch.float64)))
         per_member = torch.stack(energies)  # (k, n)
-        grad_pos, grad_strain = torch.autograd.grad(per_member.sum(), [pos, strain])
+        total = per_member.sum()
+        if psi is not None:  # the charge response: d/dr of Σ psi_i q̃_i (owned atoms)
+            total = total + (psi.to(torch.float64) * owned * charges[0][0]).sum()
+        grad_pos, grad_strain = torch.autograd.grad(total, [pos, strain])
         forces = -grad_pos.to(torch.float64)  # (k, n, 3)
         virial = -grad_strain.to(torch.float64).mean(0)  # (3, 3)
         mean = per_member.mean(0).detach()
-        return mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), forces
+        out = (mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), forces)
+        if psi is None:
+            return out
+        return (*out, charges[0][0].detach(), charges[0][1].detach())
+
+
+class _RawCharges(nn.Module):
+    """The package's second entry, ``charges``: ``q_raw (n,)`` e and ``w (n,)`` only.
+
+    Same first six inputs as the main function; forward only (pass 1 of a step).
+    """
+
+    def __init__(self, exported: ExportedModule) -> None:
+        super().__init__()
+        self.member = exported.members[0]
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
+                n_local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw charges and constraint weights of every atom (owned ones are exact)."""
+        dtype = self.member.model_dtype
+        n = positions.shape[0]
+        graph = AtomicGraph(
+            positions=positions.to(dtype), atomic_numbers=atomic_numbers,
+            system_idx=torch.zeros(n, dtype=torch.long, device=positions.device),
+            cell=cell.to(dtype).unsqueeze(0),
+            pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
+            total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
+            edge_index=edge_index, edge_shift=edge_shift)
+        _, raw, weight = self.member.short_range_and_raw_charges(graph)
+        return raw.to(torch.float64), weight.to(torch.float64)
+
+
+def _compile(programs: dict[str, torch.export.ExportedProgram], path: Path,
+             configs: dict[str, Any]) -> None:
+    """AOTInductor-compile each program and package them as named models at ``path``.
+
+    ``model`` is the default entry (``AOTIModelPackageLoader(path)``); others are loaded
+    by name (``AOTIModelPackageLoader(path, "charges")``).
+    """
+    if len(programs) == 1:
+        torch._inductor.aoti_compile_and_package(programs["model"], package_path=str(path),
+                                                 inductor_configs=configs)
+        return
+    from torch._inductor.package import package_aoti
+
+    files = {}
+    for name, program in programs.items():
+        args, kwargs = program.example_inputs
+        files[name] = torch._inductor.aot_compile(
+            program.module(check_guards=False), args, kwargs,
+            options={**configs, "aot_inductor.package": True})
+    package_aoti(str(path), files)
+
+
+def _electrostatics_term(potential: Potential) -> Electrostatics | None:
+    """The one electrostatics term the compiled export can carry, or ``None``.
+
+    Raises:
+        ModelError: long-range terms other than one `Electrostatics` term, or a
+            committee with electrostatics.
+    """
+    if not potential.long_range:
+        return None
+    members = _members(potential)
+    names = [name for m in members for name, term in m.terms.items()
+             if getattr(term, "long_range", False)]
+    found = [t for m in members for t in m.terms.values() if isinstance(t, Electrostatics)]
+    if len(found) != len(names) or len(found) != 1:
+        why = "a committee's members each predict charges" if len(members) > 1 else \
+            "only one electrostatics term is supported"
+        raise ModelError(f"compiled export does not carry these long-range terms ({names}): "
+                         f"{why}; export a model without them")
+    return found[0]
 
 
 def _members(potential: Potential) -> list[Potential]:
@@ -192,12 +311,16 @@ def _example(elements: list[str], cutoff: float) -> Atoms:
 
 
 def _layers(potential: Potential) -> int:
-    return int(_members(potential)[0].spec.get("config", {}).get("n_interactions", 1))
+    """Message-passing layers: of the main term, or of a separate charge network."""
+    spec = _members(potential)[0].spec
+    layers = int(spec.get("config", {}).get("n_interactions", 1))
+    charge_net = (spec.get("electrostatics") or {}).get("params") or {}
+    return max(layers, int(charge_net.get("n_interactions", 1)))
 
 
 def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLike, *,
                     device: str = "cpu", example: Atoms | None = None,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, ewald_accuracy: float = ACCURACY) -> Path:
     """Compile ``model`` into an AOTInductor package at ``path`` (``.pt2``).
 
     Args:
@@ -207,12 +330,16 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         example: a structure to trace with (default: a small random periodic cell of the
             model's elements); sizes stay dynamic either way.
         progress: print what it does (compilation takes tens of seconds).
+        ewald_accuracy: for a model with electrostatics, the smallest Gaussian factor
+            ``exp(-σ^2 k^2 / 2)`` of the Ewald sum that runs outside the package
+            (`nnip.export._ewald`); stored in the metadata.
 
     Returns:
         ``path``.
 
     Raises:
-        ModelError: the model has long-range terms.
+        ModelError: the model has long-range terms other than one electrostatics term,
+            or is a committee with electrostatics.
     """
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -235,19 +362,24 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     module = ExportedModule(model)
     example = example if example is not None else _example(model.elements, model.cutoff)
     inputs = _graph_inputs(example, model.cutoff, device)
+    coulomb = module.electrostatics.coulomb if module.electrostatics is not None else None
+    if coulomb is not None:  # psi: the Coulomb energy's derivative by each raw charge
+        inputs = (*inputs, torch.zeros(len(example), dtype=torch.float64, device=device))
     say = print if progress else (lambda *a, **k: None)
     start = time.perf_counter()
     with torch.enable_grad():
         traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
     n_atoms = torch.export.Dim("n_atoms", min=2)
     n_edges = torch.export.Dim("n_edges", min=2)
+    dynamic = ({0: n_atoms}, {0: n_atoms}, {1: n_edges}, {0: n_edges}, None, None)
     program = torch.export.export(
         traced, inputs, strict=False,
-        dynamic_shapes=({0: n_atoms}, {0: n_atoms}, {1: n_edges}, {0: n_edges}, None, None))
+        dynamic_shapes=(*dynamic, {0: n_atoms}) if coulomb is not None else dynamic)
     say(f"nnip export: traced and exported in {time.perf_counter() - start:.0f} s; "
         "compiling with AOTInductor ...")
     metadata = {
-        "format": FORMAT, "elements": ",".join(model.elements), "cutoff": repr(model.cutoff),
+        "format": FORMAT if coulomb is None else CHARGES_FORMAT,
+        "elements": ",".join(model.elements), "cutoff": repr(model.cutoff),
         "ghost_cutoff": repr(_layers(model) * model.cutoff),
         "dtype": str(model.model_dtype).removeprefix("torch."),
         "committee": str(len(model.members) if isinstance(model, Committee) else 0),
@@ -255,14 +387,23 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         "nnip_version": __version__, "device": device, "provenance": json.dumps(provenance),
         "d3": json.dumps(d3.settings()) if d3 else "",
         "lammps_d3": d3.lammps_pair_style() if d3 else "",
+        "electrostatics": "" if coulomb is None else "ewald",
+        "smearing": "" if coulomb is None else repr(coulomb.smearing),
+        "ewald_accuracy": "" if coulomb is None else repr(float(ewald_accuracy)),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.pt2")
+    programs = {"model": program}
+    if coulomb is not None:  # pass 1 of a step needs only the charges: no derivatives
+        with torch.no_grad():
+            charges = make_fx(_RawCharges(module), tracing_mode="symbolic",
+                              _allow_non_fake_inputs=True)(*inputs[:6])
+        programs["charges"] = torch.export.export(charges, inputs[:6], strict=False,
+                                                  dynamic_shapes=dynamic)
     configs: dict[str, Any] = {"aot_inductor.metadata": metadata}
     try:
-        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
-                                                 inductor_configs=configs)
+        _compile(programs, tmp, configs)
     except Exception as err:  # noqa: BLE001  (an Inductor code-generation failure)
         if device != "cpu":
             raise
@@ -270,11 +411,14 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         # (an assertion in cpp.py); scalar code generation compiles them.
         say(f"nnip export: vectorised code generation failed ({type(err).__name__}); "
             "compiling without SIMD vectorisation")
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(tmp), inductor_configs={**configs, "cpp.simdlen": 1})
+        _compile(programs, tmp, {**configs, "cpp.simdlen": 1})
     os.replace(tmp, path)
     say(f"nnip export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - start:.0f} s")
+    if coulomb is not None:
+        say(f"nnip export: electrostatics (Gaussian charges, σ = {coulomb.smearing} Å) is "
+            "summed outside the package (Ewald); in LAMMPS give the system's total charge "
+            "as: pair_style nnip total_charge Q")
     if d3:
         say("nnip export: the D3 dispersion term is not compiled in; LAMMPS adds it with its "
             "own pair style:\n" + lammps_lines(metadata, path.name, model.elements))
@@ -298,9 +442,16 @@ class CompiledPotential:
             raise ModelFileError(f"{path}: not an AOTInductor package nnip can load "
                                  f"({type(err).__name__}: {err})") from err
         self.metadata = dict(self.runner.get_metadata())
-        if self.metadata.get("format") != FORMAT:
+        if self.metadata.get("format") not in (FORMAT, CHARGES_FORMAT):
             raise ModelFileError(f"{path}: compiled format {self.metadata.get('format')!r}, "
-                                 f"this nnip reads {FORMAT!r}")
+                                 f"this nnip reads {FORMAT!r} and {CHARGES_FORMAT!r}")
+        self.smearing = None  # Å, models with electrostatics (summed outside the package)
+        if self.metadata.get("electrostatics"):
+            from torch._inductor.package import load_package
+
+            self.smearing = float(self.metadata["smearing"])
+            self.ewald_accuracy = float(self.metadata["ewald_accuracy"])
+            self.charges_runner = load_package(str(path), "charges")
         self.elements = self.metadata["elements"].split(",")
         self.cutoff = float(self.metadata["cutoff"])
         self.device = self.metadata.get("device", "cpu")
@@ -312,18 +463,28 @@ class CompiledPotential:
     def __call__(self, atoms: Atoms) -> dict[str, np.ndarray | float]:
         """Evaluate the package on one structure (all atoms owned).
 
+        A model with electrostatics needs a 3D-periodic cell; its total charge (e) is
+        ``atoms.info["total_charge"]`` (default 0).
+
         Returns:
             ``energy`` (eV), ``energies`` (n,) eV, ``forces`` (n, 3) eV/Å, ``virial``
             (3, 3) eV, ``stress`` (6,) eV/Å³ (Voigt, ASE sign; periodic cells only),
-            ``forces_uncertainty`` (n,) eV/Å.
+            ``forces_uncertainty`` (n,) eV/Å, and with electrostatics ``charges`` (n,) e.
+
+        Raises:
+            ModelError: an element the package does not know; electrostatics in a cell
+                that is not 3D-periodic.
         """
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.elements))
         if unknown:
             raise ModelError(f"element(s) {unknown} not known to this compiled model, "
                              f"which was made for {self.elements}")
         graph = AtomicGraph.from_atoms(atoms, self.cutoff, device=self.device)
-        outputs = self.runner(*_inputs_of(graph))
-        energy, energies, forces, virial, members = (t.detach().cpu() for t in outputs)
+        if self.smearing is not None:
+            outputs, coulomb = self._with_charges(atoms, graph)
+        else:
+            outputs, coulomb = self.runner(*_inputs_of(graph)), None
+        energy, energies, forces, virial, members = (t.detach().cpu() for t in outputs[:5])
         if members.shape[0] > 1:  # one structure, all atoms owned: no ghosts to add
             spread = force_spread(members, float(self.metadata["calibration"])).numpy()
         else:
@@ -339,10 +500,43 @@ class CompiledPotential:
         out: dict[str, Any] = {"energy": float(energy), "energies": energies,
                                "forces": forces, "virial": virial,
                                "forces_uncertainty": spread}
+        if coulomb is not None:  # the Ewald sum's own energy, forces and virial
+            out["energy"] += coulomb["energy"]
+            for key in ("energies", "forces", "virial"):
+                out[key] = out[key] + coulomb[key]
+            out["charges"] = coulomb["charges"]
         if atoms.pbc.all():
-            stress = -virial / atoms.get_volume()
+            stress = -out["virial"] / atoms.get_volume()
             out["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         return out
+
+
+    def _with_charges(self, atoms: Atoms, graph: AtomicGraph
+                      ) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+        """The two passes of a model with electrostatics, as LAMMPS runs them.
+
+        Pass 1 (the package's ``charges`` entry) gives raw charges q̃ and weights w; the
+        constraint gives charges
+        ``q = q̃ + w (Q - Σq̃) / Σw``; the Ewald sum (`nnip.export._ewald`) gives the
+        Coulomb energy, its forces and virial at fixed charges and the potentials
+        ``φ = ∂E_c/∂q``; by the chain rule through the constraint
+        (``∂q_i/∂q̃_j = δ_ij - w_i / Σw``) ``ψ_j = ∂E_c/∂q̃_j = φ_j - Σ_i w_i φ_i / Σw``;
+        pass 2 with ``psi = ψ`` adds the forces and virial of the charges' dependence on
+        positions.
+        """
+        if not atoms.pbc.all():
+            raise ModelError("this compiled model has electrostatics, which it sums for "
+                             f"3D-periodic cells only; the structure has pbc={atoms.pbc}")
+        inputs = _inputs_of(graph)
+        raw, weight = (t.detach().cpu().numpy() for t in self.charges_runner(*inputs))
+        total = float(atoms.info.get("total_charge", 0.0))
+        charges = raw + weight * (total - raw.sum()) / weight.sum()
+        energy, phi, forces, virial = ewald(atoms.positions, charges, atoms.cell.array,
+                                            self.smearing, self.ewald_accuracy)
+        psi = phi - weight @ phi / weight.sum()
+        outputs = self.runner(*inputs, torch.as_tensor(psi, device=self.device))
+        return outputs, {"energy": energy, "energies": 0.5 * charges * phi,
+                         "forces": forces, "virial": virial, "charges": charges}
 
 
 def parity(model: Potential, path: str | os.PathLike, atoms: Atoms) -> dict[str, float]:
@@ -350,13 +544,15 @@ def parity(model: Potential, path: str | os.PathLike, atoms: Atoms) -> dict[str,
 
     Returns:
         ``energy`` (eV), ``energies`` (eV), ``forces`` (eV/Å), ``virial`` (eV) and, for a
-        committee, ``forces_uncertainty`` (eV/Å): max absolute differences.
+        committee, ``forces_uncertainty`` (eV/Å), with electrostatics ``charges`` (e):
+        max absolute differences.
     """
     compiled = load_compiled(path)(atoms)
     graph = AtomicGraph.from_atoms(atoms, model.cutoff, device=model.device)
     out = model(graph, compute_forces=True, compute_stress=True)
     reference = {"energy": out.energy[0], "energies": out.energies, "forces": out.forces,
-                 "virial": out.virial[0], "forces_uncertainty": out.forces_uncertainty}
+                 "virial": out.virial[0], "forces_uncertainty": out.forces_uncertainty,
+                 "charges": out.charges}
     return {key: float(np.abs(np.asarray(compiled[key]) - value.cpu().numpy()).max())
             for key, value in reference.items() if value is not None}
 

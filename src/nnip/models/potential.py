@@ -26,7 +26,7 @@ from ase.data import chemical_symbols
 from torch import nn
 
 from nnip.data.graph import AtomicGraph, replace
-from nnip.errors import DataError
+from nnip.errors import DataError, ModelError
 from nnip.nn.chunking import auto_chunk, edge_chunks
 from nnip.nn.embedding import TypeMap
 
@@ -204,26 +204,63 @@ class Potential(nn.Module):
         raw charges from that learned term's final features (``energies_and_extra``),
         computed in the same pass as that term's energies.
         """
+        energies, charge_terms = self._short_range(graph)
+        charges = None
+        for term, raw in charge_terms:
+            part, q = term.energies_and_charges(graph, raw)
+            energies = energies + part.to(torch.float64)
+            charges = q.to(torch.float64) if charges is None else charges + q
+        return energies, charges
+
+    def short_range_and_raw_charges(self, graph: AtomicGraph
+                                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The parts of a model with one electrostatics term, before the Coulomb sum.
+
+        What the compiled export evaluates per domain (`nnip.export.compiled`): the
+        Coulomb energy of the constrained charges is summed outside.
+
+        Returns:
+            Per-atom energies of every other term ``(n_atoms,)`` eV (float64), the raw
+            charges ``q̃ (n_atoms,)`` e and the constraint weights ``w (n_atoms,)``
+            (`nnip.physics.electrostatics.Electrostatics.charges`).
+
+        Raises:
+            ModelError: not exactly one term predicts charges.
+        """
+        energies, charge_terms = self._short_range(graph)
+        if len(charge_terms) != 1:
+            raise ModelError(f"expected one electrostatics term, found {len(charge_terms)}")
+        term, raw = charge_terms[0]
+        raw = term.raw_charges(graph) if raw is None else raw
+        return energies, raw, term.weights(graph).to(raw.dtype)
+
+    def _short_range(self, graph: AtomicGraph
+                     ) -> tuple[torch.Tensor, list[tuple[nn.Module, torch.Tensor | None]]]:
+        """Per-atom energies (float64) of the terms without charges; the charge terms.
+
+        Each charge term comes with its raw charges when they are read from another
+        term's features (computed in that term's pass), else ``None``.
+        """
         energies = torch.zeros(graph.n_atoms, dtype=torch.float64,
                                device=graph.positions.device)
-        charges = None
         # terms whose charges are read from another term's features (one shared network)
         heads = {t.feature_source: t for t in self.terms.values()
                  if getattr(t, "feature_source", None)}
         raw: dict[str, torch.Tensor] = {}
+        charge_terms = []
         for name, term in self.terms.items():
             if name in heads:
                 part, extra = term.energies_and_extra(graph, heads[name].charge_net)
                 raw[name] = extra.squeeze(-1)
             elif hasattr(term, "energies_and_charges"):
-                source = getattr(term, "feature_source", None)
-                part, q = term.energies_and_charges(graph, raw[source]) if source else \
-                    term.energies_and_charges(graph)
-                charges = q.to(torch.float64) if charges is None else charges + q
+                charge_terms.append(term)
+                continue
             else:
                 part = term(graph)
             energies = energies + part.to(torch.float64)
-        return energies, charges
+        sources = [getattr(term, "feature_source", None) for term in charge_terms]
+        return energies, [(term, raw[source] if source else None)
+                          for term, source in zip(charge_terms, sources)]
 
     @property
     def long_range(self) -> bool:

@@ -211,6 +211,21 @@ class Electrostatics(nn.Module):
         self.log_weight = nn.Parameter(torch.zeros(len(type_map.atomic_numbers)))
         self.coulomb = Coulomb(smearing, method, lr_wavelength, mesh_spacing)
 
+    def raw_charges(self, graph: AtomicGraph) -> torch.Tensor:
+        """Unconstrained charges ``q̃ (n_atoms,)`` in e from ``charge_net``.
+
+        Raises:
+            ModelError: the charges are read from another term's features.
+        """
+        if self.feature_source is not None:
+            raise ModelError(f"these charges are read from term {self.feature_source!r}'s "
+                             "features: evaluate the whole Potential, not this term")
+        return self.charge_net(graph)
+
+    def weights(self, graph: AtomicGraph) -> torch.Tensor:
+        """Constraint weights ``w_i = exp(s_Z) (n_atoms,)``, dimensionless."""
+        return self.log_weight[self.type_map(graph.atomic_numbers)].exp()
+
     def charges(self, graph: AtomicGraph, raw: torch.Tensor | None = None) -> torch.Tensor:
         """Charges ``(n_atoms,)`` in e that sum to each structure's total charge.
 
@@ -220,12 +235,8 @@ class Electrostatics(nn.Module):
                 network (``feature_source``); computed by ``charge_net`` otherwise.
         """
         if raw is None:
-            if self.feature_source is not None:
-                raise ModelError(f"these charges are read from term {self.feature_source!r}'s "
-                                 "features: evaluate the whole Potential, not this term")
-            raw = self.charge_net(graph)
-        types = self.type_map(graph.atomic_numbers)
-        weight = self.log_weight[types].exp().to(raw.dtype)
+            raw = self.raw_charges(graph)
+        weight = self.weights(graph).to(raw.dtype)
         n = graph.n_systems
         total = graph.total_charge.to(raw.dtype)
         raw_sum = raw.new_zeros(n).index_add(0, graph.system_idx, raw)

@@ -4,6 +4,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
@@ -77,9 +78,14 @@ void PairNNIP::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-void PairNNIP::settings(int narg, char **)
+void PairNNIP::settings(int narg, char **arg)
 {
-  if (narg != 0) error->all(FLERR, "pair_style nnip takes no arguments");
+  total_charge = 0.0;
+  for (int k = 0; k < narg; k += 2) {
+    if (strcmp(arg[k], "total_charge") != 0 || k + 1 >= narg)
+      error->all(FLERR, "pair_style nnip takes only 'total_charge Q' (e), got '{}'", arg[k]);
+    total_charge = utils::numeric(FLERR, arg[k + 1], false, lmp);
+  }
 }
 
 void PairNNIP::coeff(int narg, char **arg)
@@ -97,9 +103,27 @@ void PairNNIP::coeff(int narg, char **arg)
     error->all(FLERR, "pair_style nnip cannot load {}: {}", arg[2], err.what());
   }
   auto metadata = model->get_metadata();
-  if (metadata["format"] != "nnip-aoti-1")
-    error->all(FLERR, "{} is not an nnip compiled model (format '{}'; write it with "
-               "`nnip export`)", arg[2], metadata["format"]);
+  if (metadata["format"] != "nnip-aoti-1" && metadata["format"] != "nnip-aoti-2")
+    error->all(FLERR, "{} is not an nnip compiled model this plugin reads (format '{}'; "
+               "write it with `nnip export`, rebuild the plugin with `nnip lammps build`)",
+               arg[2], metadata["format"]);
+  electrostatics = metadata["format"] == "nnip-aoti-2";
+  if (electrostatics) {
+    if (metadata["electrostatics"] != "ewald")
+      error->all(FLERR, "{}: electrostatics '{}' is not one this plugin sums (ewald)", arg[2],
+                 metadata["electrostatics"]);
+    try {
+      charges_model = std::make_unique<torch::inductor::AOTIModelPackageLoader>(arg[2], "charges");
+    } catch (const std::exception &err) {
+      error->all(FLERR, "pair_style nnip cannot load the charges entry of {}: {}", arg[2],
+                 err.what());
+    }
+    smearing = std::stod(metadata["smearing"]);
+    ewald_accuracy = std::stod(metadata["ewald_accuracy"]);
+    int flag, cols;
+    charge_index = atom->find_custom("nnip_charge", flag, cols);
+    if (charge_index < 0) charge_index = atom->add_custom("nnip_charge", 1, 0);
+  }
   model_elements = split(metadata["elements"], ',');
   cutoff = std::stod(metadata["cutoff"]);
   ghost_cutoff = std::stod(metadata["ghost_cutoff"]);
@@ -124,15 +148,25 @@ void PairNNIP::coeff(int narg, char **arg)
     if (uncertainty_index < 0) uncertainty_index = atom->add_custom("nnip_uncertainty", 1, 0);
   }
   if (comm->me == 0)
-    utils::logmesg(lmp, "pair_style nnip: {} (elements {}, cutoff {} Å, ghost cutoff {} Å{})\n",
+    utils::logmesg(lmp, "pair_style nnip: {} (elements {}, cutoff {} Å, ghost cutoff {} Å{}{})\n",
                    arg[2], metadata["elements"], cutoff, ghost_cutoff,
-                   committee > 0 ? fmt::format(", committee of {}", committee) : "");
+                   committee > 0 ? fmt::format(", committee of {}", committee) : "",
+                   electrostatics ? fmt::format(", electrostatics: Gaussian charges of width "
+                                                "{} Å, Ewald sum, total charge {} e",
+                                                smearing, total_charge) : "");
 }
 
 void PairNNIP::init_style()
 {
   if (force->newton_pair == 0) error->all(FLERR, "pair_style nnip requires newton pair on");
   if (!model) error->all(FLERR, "pair_style nnip: no pair_coeff given");
+  if (electrostatics && (domain->dimension != 3 || !domain->xperiodic ||
+                         !domain->yperiodic || !domain->zperiodic))
+    error->all(FLERR, "pair_style nnip: this model's electrostatics needs a 3D-periodic box "
+               "(boundary p p p)");
+  if (!electrostatics && total_charge != 0.0)
+    error->all(FLERR, "pair_style nnip: total_charge is set but the model has no "
+               "electrostatics");
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
   // a model trained with D3 dispersion carries it as LAMMPS's own pair style
   if (!lammps_d3.empty() && !force->pair_match("dispersion/d3", 0) && comm->me == 0)
@@ -160,7 +194,6 @@ void PairNNIP::compute(int eflag, int vflag)
   if (vflag_atom) error->all(FLERR, "pair_style nnip does not compute per-atom virials");
 
   double **x = atom->x;
-  double **f = atom->f;
   int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
@@ -228,13 +261,41 @@ void PairNNIP::compute(int eflag, int vflag)
   torch::Tensor shifts = torch::zeros({n_edges, 3}, i64);
   torch::Tensor cell = torch::eye(3, f64);
   torch::Tensor n_local = torch::scalar_tensor((int64_t) nlocal, i64);
+  std::vector<at::Tensor> inputs = {positions, numbers, edge_index, shifts, cell, n_local};
+  if (electrostatics) charges_and_psi(inputs);    // adds psi; tallies the Coulomb terms
+  tally(run_model(*model, inputs), nall);
+}
 
+std::vector<at::Tensor> PairNNIP::run_model(torch::inductor::AOTIModelPackageLoader &loader,
+                                            const std::vector<at::Tensor> &inputs)
+{
   std::vector<at::Tensor> out;
+  const double start = MPI_Wtime();
   try {
-    out = model->run({positions, numbers, edge_index, shifts, cell, n_local});
+    out = loader.run(inputs);
   } catch (const std::exception &err) {
     error->one(FLERR, "pair_style nnip: the model failed: {}", err.what());
   }
+  time_model += MPI_Wtime() - start;
+  return out;
+}
+
+void PairNNIP::finish()
+{
+  if (electrostatics && steps > 0 && comm->me == 0)
+    utils::logmesg(lmp, "pair_style nnip: per step on rank 0: {:.3g} ms in the package (charges "
+                   "+ main entry), {:.3g} ms in the Ewald sum ({} k-vectors)\n",
+                   1e3 * time_model / steps, 1e3 * time_ewald / steps, n_kvectors);
+  time_model = time_ewald = 0.0;
+  steps = 0;
+}
+
+/* Forces (owned and ghost atoms), energy, per-atom energy, virial and a committee's
+   spread from the package's outputs. */
+void PairNNIP::tally(const std::vector<at::Tensor> &out, int nall)
+{
+  double **f = atom->f;
+  const int nlocal = atom->nlocal;
   auto energies = out[1].accessor<double, 1>();
   auto forces = out[2].accessor<double, 2>();
   auto w = out[3].accessor<double, 2>();
@@ -271,6 +332,187 @@ void PairNNIP::compute(int eflag, int vflag)
       }
       u[i] = calibration * std::sqrt(sum / (k - 1.0));    // unbiased, as force_spread
     }
+  }
+}
+
+/* Pass 1 (the "charges" entry: raw charges q~ and weights w of the owned atoms, no
+   derivatives), the total-charge constraint
+   over all processes, the Ewald sum, and psi = dE_c/dq~ appended to the inputs for pass 2:
+   with q_i = q~_i + w_i (Q - S) / W (S = sum q~, W = sum w), dq_i/dq~_j = delta_ij - w_i / W,
+   so dE_c/dq~_j = phi_j - sum_i w_i phi_i / W. */
+void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
+{
+  const int nlocal = atom->nlocal;
+  const int64_t n = inputs[0].size(0);
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto first = run_model(*charges_model, inputs);    // forward only
+  auto raw = first[0].accessor<double, 1>();
+  auto weight = first[1].accessor<double, 1>();
+  double local[2] = {0.0, 0.0}, sums[2];
+  for (int i = 0; i < nlocal; i++) {
+    local[0] += raw[i];
+    local[1] += weight[i];
+  }
+  MPI_Allreduce(local, sums, 2, MPI_DOUBLE, MPI_SUM, world);
+  const double excess = (total_charge - sums[0]) / sums[1];
+  std::vector<double> q(nlocal), phi;
+  double *stored = atom->dvector[charge_index];
+  for (int i = 0; i < nlocal; i++) stored[i] = q[i] = raw[i] + weight[i] * excess;
+  const double start = MPI_Wtime();
+  ewald(q, phi);
+  time_ewald += MPI_Wtime() - start;
+  steps++;
+  double wphi_local = 0.0, wphi;
+  for (int i = 0; i < nlocal; i++) wphi_local += weight[i] * phi[i];
+  MPI_Allreduce(&wphi_local, &wphi, 1, MPI_DOUBLE, MPI_SUM, world);
+  torch::Tensor psi = torch::zeros({n}, f64);    // zero on ghosts: only owned q~ count
+  auto p = psi.accessor<double, 1>();
+  for (int i = 0; i < nlocal; i++) p[i] = phi[i] - wphi / sums[1];
+  inputs.push_back(psi);
+}
+
+/* Reciprocal-space Ewald sum of Gaussian charges q (owned atoms) of width sigma, with
+   the self term and, for a charged box, a neutralising background (nnip/export/_ewald.py
+   derives every formula): adds the Coulomb energy (ecoul, 1/2 q_i phi_i per atom), the
+   forces at fixed charges on owned atoms and the virial (rank 0: it is global) and returns
+   phi_i = dE_c/dq_i (eV/e). Each process sums its owned atoms' structure factors, one
+   allreduce of 2 N_k numbers makes them global: O(N N_k / P) per step. */
+void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
+{
+  const double k_e = 14.399645478425668;    // e^2 / (4 pi eps0), eV Å
+  const double two_pi = 2.0 * M_PI;
+  const int nlocal = atom->nlocal;
+  double **x = atom->x;
+  double **f = atom->f;
+  // lattice vectors (rows; LAMMPS: a along x, b in the xy plane) and reciprocal vectors
+  const double *h = domain->h;    // xprd yprd zprd yz xz xy
+  const double a[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
+  const double volume = h[0] * h[1] * h[2];
+  double b[3][3];
+  for (int d = 0; d < 3; d++) {    // b_d = 2 pi (a_{d+1} x a_{d+2}) / V
+    const double *u = a[(d + 1) % 3], *v = a[(d + 2) % 3];
+    b[d][0] = two_pi * (u[1] * v[2] - u[2] * v[1]) / volume;
+    b[d][1] = two_pi * (u[2] * v[0] - u[0] * v[2]) / volume;
+    b[d][2] = two_pi * (u[0] * v[1] - u[1] * v[0]) / volume;
+  }
+  const double sigma2 = smearing * smearing;
+  const double k_max = std::sqrt(2.0 * std::log(1.0 / ewald_accuracy)) / smearing;
+  int n_max[3];
+  for (int d = 0; d < 3; d++)
+    n_max[d] = (int) std::floor(k_max * std::sqrt(a[d][0] * a[d][0] + a[d][1] * a[d][1] +
+                                                  a[d][2] * a[d][2]) / two_pi);
+  // one of each pair +-k, k != 0, |k| <= k_max (the same set as _ewald.kvectors)
+  struct KVector {
+    double k[3], g;
+    int n[3];
+  };
+  std::vector<KVector> kv;
+  for (int n1 = 0; n1 <= n_max[0]; n1++)
+    for (int n2 = -n_max[1]; n2 <= n_max[1]; n2++)
+      for (int n3 = -n_max[2]; n3 <= n_max[2]; n3++) {
+        if (!(n1 > 0 || (n1 == 0 && n2 > 0) || (n1 == 0 && n2 == 0 && n3 > 0))) continue;
+        KVector v;
+        for (int c = 0; c < 3; c++) v.k[c] = n1 * b[0][c] + n2 * b[1][c] + n3 * b[2][c];
+        const double k2 = v.k[0] * v.k[0] + v.k[1] * v.k[1] + v.k[2] * v.k[2];
+        if (k2 > k_max * k_max) continue;
+        v.g = k_e * 4.0 * M_PI * std::exp(-0.5 * sigma2 * k2) / (volume * k2);
+        v.n[0] = n1, v.n[1] = n2 + n_max[1], v.n[2] = n3 + n_max[2];
+        kv.push_back(v);
+      }
+  const size_t nk = n_kvectors = kv.size();
+  // cos and sin of n b_d . r_i per direction d, stored [n][i] (plain doubles, no
+  // std::complex: its product checks for infinities and does not vectorise)
+  const int len[3] = {n_max[0] + 1, 2 * n_max[1] + 1, 2 * n_max[2] + 1};
+  const int offset[3] = {0, n_max[1], n_max[2]};
+  std::vector<double> cos_t[3], sin_t[3];
+  for (int d = 0; d < 3; d++) {
+    cos_t[d].resize((size_t) len[d] * nlocal);
+    sin_t[d].resize((size_t) len[d] * nlocal);
+    for (int m = 0; m < len[d]; m++)
+      for (int i = 0; i < nlocal; i++) {
+        const double angle =
+            (m - offset[d]) * (b[d][0] * x[i][0] + b[d][1] * x[i][1] + b[d][2] * x[i][2]);
+        cos_t[d][(size_t) m * nlocal + i] = std::cos(angle);
+        sin_t[d][(size_t) m * nlocal + i] = std::sin(angle);
+      }
+  }
+  // exp(i (n1 b1 + n2 b2) . r_i) of the current (n1, n2): the k-vectors come sorted by
+  // n1, then n2, so each row is made once per sweep; exp(i k . r_i) is then one product
+  std::vector<double> row_c(nlocal), row_s(nlocal);
+  int row[2] = {-1, -1};
+  auto select = [&](const KVector &v, const double *&c3, const double *&s3) {
+    if (v.n[0] != row[0] || v.n[1] != row[1]) {
+      row[0] = v.n[0], row[1] = v.n[1];
+      const double *c1 = &cos_t[0][(size_t) v.n[0] * nlocal];
+      const double *s1 = &sin_t[0][(size_t) v.n[0] * nlocal];
+      const double *c2 = &cos_t[1][(size_t) v.n[1] * nlocal];
+      const double *s2 = &sin_t[1][(size_t) v.n[1] * nlocal];
+#pragma omp simd
+      for (int i = 0; i < nlocal; i++) {
+        row_c[i] = c1[i] * c2[i] - s1[i] * s2[i];
+        row_s[i] = c1[i] * s2[i] + s1[i] * c2[i];
+      }
+    }
+    c3 = &cos_t[2][(size_t) v.n[2] * nlocal];
+    s3 = &sin_t[2][(size_t) v.n[2] * nlocal];
+  };
+  const double *rc = row_c.data(), *rs = row_s.data(), *c3, *s3;
+  // structure factors S(k) = A + iB, summed over the owned atoms of every process
+  std::vector<double> local(2 * nk, 0.0), sf(2 * nk);
+  for (size_t kk = 0; kk < nk; kk++) {
+    select(kv[kk], c3, s3);
+    double re = 0.0, im = 0.0;
+#pragma omp simd reduction(+ : re, im)
+    for (int i = 0; i < nlocal; i++) {
+      re += q[i] * (rc[i] * c3[i] - rs[i] * s3[i]);
+      im += q[i] * (rc[i] * s3[i] + rs[i] * c3[i]);
+    }
+    local[2 * kk] = re, local[2 * kk + 1] = im;
+  }
+  MPI_Allreduce(local.data(), sf.data(), (int) (2 * nk), MPI_DOUBLE, MPI_SUM, world);
+  // potentials and forces of the owned atoms
+  phi.assign(nlocal, 0.0);
+  std::vector<double> fk[3] = {std::vector<double>(nlocal, 0.0),
+                               std::vector<double>(nlocal, 0.0),
+                               std::vector<double>(nlocal, 0.0)};
+  double *fx = fk[0].data(), *fy = fk[1].data(), *fz = fk[2].data(), *p = phi.data();
+  for (size_t kk = 0; kk < nk; kk++) {
+    const KVector &v = kv[kk];
+    select(v, c3, s3);
+    const double ga = 2.0 * v.g * sf[2 * kk], gb = 2.0 * v.g * sf[2 * kk + 1];
+#pragma omp simd
+    for (int i = 0; i < nlocal; i++) {
+      const double c = rc[i] * c3[i] - rs[i] * s3[i], s = rc[i] * s3[i] + rs[i] * c3[i];
+      p[i] += ga * c + gb * s;
+      const double t = q[i] * (ga * s - gb * c);
+      fx[i] += t * v.k[0];
+      fy[i] += t * v.k[1];
+      fz[i] += t * v.k[2];
+    }
+  }
+  const double self = k_e / (std::sqrt(2.0 * M_PI) * smearing);
+  const double background = k_e * M_PI * sigma2 / volume;
+  for (int i = 0; i < nlocal; i++) {
+    phi[i] += -2.0 * self * q[i] - 2.0 * background * total_charge;
+    for (int c = 0; c < 3; c++) f[i][c] += fk[c][i];
+    const double e_i = 0.5 * q[i] * phi[i];
+    if (eflag_global) eng_coul += e_i;
+    if (eflag_atom) eatom[i] += e_i;
+  }
+  // W = sum_k G |S|^2 (1 - 2 k k^T (1/k^2 + sigma^2/2)) + E_background 1 (global: rank 0)
+  if (vflag_global && comm->me == 0) {
+    double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    const int pairs[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
+    for (size_t kk = 0; kk < nk; kk++) {
+      const KVector &v = kv[kk];
+      const double k2 = v.k[0] * v.k[0] + v.k[1] * v.k[1] + v.k[2] * v.k[2];
+      const double s2 = v.g * (sf[2 * kk] * sf[2 * kk] + sf[2 * kk + 1] * sf[2 * kk + 1]);
+      const double c = 2.0 * s2 * (1.0 / k2 + 0.5 * sigma2);
+      for (int m = 0; m < 6; m++) w[m] -= c * v.k[pairs[m][0]] * v.k[pairs[m][1]];
+      for (int m = 0; m < 3; m++) w[m] += s2;
+    }
+    for (int m = 0; m < 3; m++) w[m] -= background * total_charge * total_charge;
+    for (int m = 0; m < 6; m++) virial[m] += w[m];
   }
 }
 

@@ -10,6 +10,21 @@
  * by LAMMPS. Global energy and virial, per-atom energy; per-atom virial is not provided.
  * A committee's per-atom force spread (eV/Å) is stored in the per-atom property
  * d_nnip_uncertainty (compute property/atom d_nnip_uncertainty).
+ *
+ * Models with learned-charge electrostatics (package format nnip-aoti-2):
+ *
+ *   pair_style nnip total_charge 1.0   # the system's total charge in e (default 0)
+ *
+ * Per step: pass 1 (the package's forward-only entry "charges") gives the owned atoms'
+ * raw charges q~ and constraint weights w; two sums over all processes give the charges
+ * q_i = q~_i + w_i (Q - sum q~) / sum w; an Ewald sum of the Gaussian-smeared charges
+ * (reciprocal space only, written here, formulas in nnip/export/_ewald.py) gives the
+ * Coulomb energy (tallied as ecoul), its forces at fixed charges, its virial and the
+ * potentials phi_i = dE_c/dq_i; psi_i = phi_i - sum_j w_j phi_j / sum w is dE_c/dq~_i,
+ * and pass 2 with psi gives the short-range energy plus the forces and virial of the
+ * charges' dependence on positions. 3D-periodic boxes only. The charges are the
+ * per-atom property d_nnip_charge (e). At the end of a run, rank 0 logs its time per
+ * step in the package and in the Ewald sum.
  */
 
 #ifdef PAIR_CLASS
@@ -27,6 +42,9 @@ PairStyle(nnip,PairNNIP);
 #include <string>
 #include <vector>
 
+namespace at {
+class Tensor;
+}
 namespace torch::inductor {
 class AOTIModelPackageLoader;
 }
@@ -44,9 +62,11 @@ class PairNNIP : public Pair {
   double init_one(int, int) override;
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
+  void finish() override;
 
  protected:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> charges_model;    // pass 1
   std::vector<long> type_z;    // atomic number per LAMMPS type (index 1..ntypes), 0: NULL
   std::vector<std::string> model_elements;    // the package's elements, in its order
   std::string lammps_d3;    // the D3 pair style the model needs overlaid (empty: none)
@@ -56,7 +76,21 @@ class PairNNIP : public Pair {
   double calibration = 1.0;    // factor on the committee's spread
   int uncertainty_index = -1;  // per-atom property d_nnip_uncertainty (committees)
   std::vector<double> member_f;    // (nall, 3 x committee) members' forces, reverse-summed
+  // electrostatics (learned charges, Ewald sum outside the package)
+  bool electrostatics = false;
+  double smearing = 0.0;          // Å, the Gaussian width sigma
+  double ewald_accuracy = 1e-12;  // smallest exp(-sigma^2 k^2 / 2) summed
+  double total_charge = 0.0;      // e, the system's total charge (pair_style keyword)
+  int charge_index = -1;          // per-atom property d_nnip_charge
+  double time_model = 0.0, time_ewald = 0.0;    // s on this process since the last run
+  long steps = 0;
+  size_t n_kvectors = 0;
   void allocate();
+  std::vector<at::Tensor> run_model(torch::inductor::AOTIModelPackageLoader &loader,
+                                    const std::vector<at::Tensor> &inputs);
+  void tally(const std::vector<at::Tensor> &out, int nall);
+  void charges_and_psi(std::vector<at::Tensor> &inputs);
+  void ewald(const std::vector<double> &q, std::vector<double> &phi);
 };
 
 }    // namespace LAMMPS_NS

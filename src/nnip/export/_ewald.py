@@ -1,0 +1,116 @@
+"""Ewald sum of Gaussian-smeared charges with explicit potentials, forces and virial.
+
+The reference (NumPy) for the C++ sum in LAMMPS's ``pair_style nnip``
+(``lammps/pair_nnip.cpp``, same formulas, same k-vectors): the compiled export evaluates
+a model's electrostatics outside the compiled graph with it, from Python and from LAMMPS.
+
+For charges ``q_i`` (e) smeared into Gaussians of width σ (Å) in a 3D-periodic cell of
+volume V, the pair interaction ``k_e q_i q_j erf(r / (√2 σ)) / r`` summed over every
+periodic image is exactly the reciprocal-space part of an Ewald sum with splitting
+parameter α = 1/(√2 σ) (Ewald, Ann. Phys. 369, 253 (1921); the formulas as in Allen &
+Tildesley, *Computer Simulation of Liquids*, 2nd ed., sec. 6.2, and the virial as in
+Nosé & Klein, Mol. Phys. 50, 1055 (1983)), minus each Gaussian's interaction with
+itself, plus a uniform neutralising background when the cell is charged (Q = Σ q_i ≠ 0;
+Hub et al., J. Chem. Theory Comput. 10, 381 (2014)), the conventions of torch-pme that
+`nnip.physics.electrostatics.Coulomb` uses::
+
+    E = Σ_{k ∈ half space} G(k) |S(k)|^2  -  k_e Σ_i q_i^2 / (√(2π) σ)  -  k_e π σ^2 Q^2 / V
+    G(k) = k_e 4π exp(-σ^2 k^2 / 2) / (V k^2),   S(k) = Σ_j q_j exp(i k·r_j)
+
+with k = n_1 b_1 + n_2 b_2 + n_3 b_3 (b reciprocal vectors including 2π), every k ≠ 0
+with ``exp(-σ^2 k^2 / 2) >= accuracy`` and one of each pair ±k (factor 2 in G's sums
+below). Then, with ``A + iB = S(k)`` and ``c_i + i s_i = exp(i k·r_i)``:
+
+    φ_i = ∂E/∂q_i = Σ_k 2 G (A c_i + B s_i) - 2 k_e q_i / (√(2π) σ) - 2 k_e π σ^2 Q / V
+    F_i = -∂E/∂r_i = Σ_k 2 G q_i k (A s_i - B c_i)
+    W   = -∂E/∂ε   = Σ_k G |S|^2 (1 - 2 k k^T (1/k^2 + σ^2/2))  +  E_background 1
+
+and E = ½ Σ_i q_i φ_i (E is quadratic in q), so per-atom energies are ½ q_i φ_i.
+Cost: O(N N_k) with N_k ≈ V k_max^3 / (12 π^2) k-vectors (k_max = √(2 ln(1/accuracy))/σ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnip.physics.electrostatics import COULOMB_CONSTANT
+
+__all__ = ["ACCURACY", "ewald", "kvectors"]
+
+ACCURACY = 1e-12
+"""Default: k-vectors with ``exp(-σ^2 k^2 / 2)`` down to this are summed. Measured on a
+rattled triclinic 48-ion cell (σ = 0.8 Å): energies, potentials, forces and virial
+within ~1e-10 relative of torch-pme's Ewald sum (1e-8: ~5e-9)."""
+
+
+def kvectors(cell: np.ndarray, smearing: float, accuracy: float = ACCURACY
+             ) -> np.ndarray:
+    """Half-space reciprocal vectors ``(n_k, 3)`` in 1/Å within the Gaussian's reach.
+
+    One of each pair ±k, k ≠ 0, ``|k| <= √(2 ln(1/accuracy)) / σ``, in the order the C++
+    sum visits them (n_1 ascending, then n_2, then n_3).
+
+    Args:
+        cell: ``(3, 3)`` Å, rows are lattice vectors.
+        smearing: σ in Å.
+        accuracy: smallest ``exp(-σ^2 k^2 / 2)`` kept.
+    """
+    k_max = math.sqrt(2.0 * math.log(1.0 / accuracy)) / smearing
+    recip = 2.0 * math.pi * np.linalg.inv(cell).T  # rows b_d: a_i · b_j = 2π δ_ij
+    # |n_d| = |k · a_d| / 2π <= k_max |a_d| / 2π
+    n_max = np.floor(k_max * np.linalg.norm(cell, axis=1) / (2.0 * math.pi)).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in n_max], indexing="ij"),
+                    axis=-1).reshape(-1, 3)  # (n_grid, 3), n_1 slowest
+    half = (grid[:, 0] > 0) | ((grid[:, 0] == 0) & (grid[:, 1] > 0)) | \
+        ((grid[:, 0] == 0) & (grid[:, 1] == 0) & (grid[:, 2] > 0))
+    k = grid[half] @ recip  # (n_half, 3)
+    return k[np.einsum("kd,kd->k", k, k) <= k_max * k_max]
+
+
+def ewald(positions: np.ndarray, charges: np.ndarray, cell: np.ndarray, smearing: float,
+          accuracy: float = ACCURACY, chunk: int = 4096
+          ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Energy, potentials, forces and virial of Gaussian charges in a 3D-periodic cell.
+
+    Args:
+        positions: ``(n_atoms, 3)`` Å.
+        charges: ``(n_atoms,)`` e.
+        cell: ``(3, 3)`` Å, rows are lattice vectors.
+        smearing: σ in Å.
+        accuracy: see `kvectors`.
+        chunk: k-vectors per block (memory ~ 3 x 8 x chunk x n_atoms bytes).
+
+    Returns:
+        ``energy`` eV, ``potential (n_atoms,)`` eV/e (φ_i = ∂E/∂q_i), ``forces
+        (n_atoms, 3)`` eV/Å (at fixed charges), ``virial (3, 3)`` eV (``-dE/dε``).
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    q = np.asarray(charges, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    volume = abs(float(np.linalg.det(cell)))
+    sigma, k_e = float(smearing), COULOMB_CONSTANT
+    k_all = kvectors(cell, sigma, accuracy)
+    potential = np.zeros(len(q))
+    forces = np.zeros((len(q), 3))
+    virial = np.zeros((3, 3))
+    for start in range(0, len(k_all), chunk):
+        k = k_all[start:start + chunk]  # (m, 3)
+        k2 = np.einsum("kd,kd->k", k, k)  # (m,)
+        g = k_e * 4.0 * math.pi * np.exp(-0.5 * sigma * sigma * k2) / (volume * k2)  # (m,)
+        phase = k @ pos.T  # (m, n)
+        cos, sin = np.cos(phase), np.sin(phase)
+        a, b = cos @ q, sin @ q  # (m,): S(k) = A + iB
+        potential += 2.0 * ((g * a) @ cos + (g * b) @ sin)
+        forces += 2.0 * q[:, None] * ((sin.T * (g * a) - cos.T * (g * b)) @ k)  # (n, 3)
+        s2 = g * (a * a + b * b)  # (m,) G |S|^2
+        virial += s2.sum() * np.eye(3) - 2.0 * np.einsum(
+            "k,kd,ke->de", s2 * (1.0 / k2 + 0.5 * sigma * sigma), k, k)
+    total = q.sum()
+    self_term = k_e / (math.sqrt(2.0 * math.pi) * sigma)
+    background = k_e * math.pi * sigma * sigma / volume
+    potential += -2.0 * self_term * q - 2.0 * background * total
+    virial += -background * total * total * np.eye(3)
+    energy = 0.5 * float(q @ potential)
+    return energy, potential, forces, virial
