@@ -375,6 +375,7 @@ def main() -> None:
         return
     if not DATA.is_dir():
         raise SystemExit(f"data not found at {DATA}")
+    torch.set_num_threads(args.threads)  # training and the test predictions
     out, results = Path(args.out), Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     json_path = results / "accuracy.json"

@@ -227,7 +227,8 @@ class TrainConfig:
             no limit); the best validated (or, before any validation, the current)
             weights are the result, and a rerun with a longer limit resumes.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        threads: torch CPU threads (0: torch's default).
+        threads: torch CPU threads during training (0: keep the caller's setting);
+            the caller's thread count is restored when `nnip.train` returns.
         compile: compute forces and stress through ``torch.func`` and fuse the training
             step with ``torch.compile`` (`nnip.models.functional.FunctionalForces`):
             1.4–3.6x faster steps (PaiNN most) after a compilation of a minute or two at

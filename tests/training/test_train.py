@@ -44,14 +44,19 @@ def _weights(run_dir: Path) -> dict:
 
 
 def test_sigkill_and_resume_reproduce_the_uninterrupted_run(emt_file, tmp_path):
+    # one thread in both processes: sums over two threads round differently, and the
+    # claim is bitwise resumption, not independence of the thread count
     epochs = 6
     reference = tmp_path / "reference"
-    train(small_config(emt_file, reference, epochs=epochs, checkpoint_every=2), progress=False)
+    threads = torch.get_num_threads()
+    train(small_config(emt_file, reference, epochs=epochs, checkpoint_every=2, threads=1),
+          progress=False)
+    assert torch.get_num_threads() == threads, "train.threads leaked out of nnip.train"
 
     killed = tmp_path / "killed"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(small_config(emt_file, killed, epochs=epochs,
-                                               checkpoint_every=2)))
+                                               checkpoint_every=2, threads=1)))
     cmd = [sys.executable, "-m", "nnip", "train", str(cfg), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     proc = subprocess.Popen(cmd, env=env)

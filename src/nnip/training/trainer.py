@@ -660,6 +660,7 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
     config.check()
     group = setup(config.train.device)  # several processes under torchrun, else one
     progress = progress and group.main
+    threads = torch.get_num_threads()  # train.threads applies to this call only
     try:
         if config.train.committee > 1:
             result = _train_committee(config, resume=resume, progress=progress, group=group)
@@ -669,6 +670,7 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
         group.barrier()  # the others wait until rank 0 has written the model file
         return result
     finally:
+        torch.set_num_threads(threads)
         group.close()
 
 
