@@ -291,10 +291,14 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
 
 def markdown(rows: list[dict], meta: dict) -> str:
     """Results tables, one per task."""
-    lines = [f"Accuracy benchmark, {meta['machine']}, nnip {meta['nnip']}, torch "
-             f"{meta['torch']}. Test-set mean absolute errors; all models of a task share "
-             "the split; compare rows with the same budget, threads and schedule (rows run "
-             "with 1 thread ran two at a time, one per core).", ""]
+    machines = sorted({r.get("machine", meta["machine"]) for r in rows})
+    lines = [f"Accuracy benchmark, nnip {meta['nnip']}, torch {meta['torch']}; CPUs: "
+             f"{', '.join(f'{chr(65 + k)} = {m}' for k, m in enumerate(machines))} "
+             "(column 'CPU'). Test-set mean absolute errors; all models of a task share "
+             "the split; compare rows with the same budget, threads, schedule and CPU "
+             "(epochs per minute differ between CPUs; rows run with 1 thread ran two at a "
+             "time, one per core).", ""]
+    cpu = {m: chr(65 + k) for k, m in enumerate(machines)}
     for name in TASKS:
         task_rows = [r for r in rows if r["task"] == name]
         if not task_rows:
@@ -303,17 +307,17 @@ def markdown(rows: list[dict], meta: dict) -> str:
         e_unit = "meV" if task.per_structure else "meV/atom"
         lines += [f"### {name}", "",
                   f"| model | budget (min) | threads | schedule | epochs | E MAE ({e_unit}) | "
-                  "F MAE (meV/Å) | stress MAE (GPa) | wall time (s) | date |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "F MAE (meV/Å) | stress MAE (GPa) | wall time (s) | date | CPU |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for label, (e, f) in task.published.items():
-            lines.append(f"| {label} | – | – | – | – | {e} | {f:g} | – | – | published |")
+            lines.append(f"| {label} | – | – | – | – | {e} | {f:g} | – | – | published | – |")
         for r in task_rows:
             e = r["energy_mae_meV"] if task.per_structure else r["energy_mae_meV_per_atom"]
             s = f"{r['stress_mae_GPa']:.3f}" if r["stress_mae_GPa"] is not None else "–"
             lines.append(f"| {r['model']} | {r['minutes']:g} | {r['threads']} | "
                          f"{r.get('schedule', OLD_SCHEDULE)} | {r['epochs']} | {e:.2f} | "
                          f"{r['forces_mae_meV_per_A']:.1f} | {s} | {r['wall_time_s']:.0f} | "
-                         f"{r['date']} |")
+                         f"{r['date']} | {cpu[r.get('machine', meta['machine'])]} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -408,6 +412,7 @@ def main() -> None:
                 continue
             row["minutes"] = args.minutes
             row["threads"] = args.threads
+            row["machine"] = meta["machine"]  # epochs per minute depend on the CPU
             row["schedule"] = SCHEDULE
             if model != "mace-torch" and args.final_energy_weight != FINAL_ENERGY_WEIGHT:
                 row["final_energy_weight"] = args.final_energy_weight
