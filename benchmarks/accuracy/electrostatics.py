@@ -18,9 +18,17 @@ total-charge constraint).
 Reported: test energy MAE (meV/atom), force MAE (meV/Å), and for the Coulomb model the
 charge MAE (me) and R^2 of predicted against reference charges.
 
+``--folds K`` (c10h2, au2mgo) replaces the single split by K-fold cross-validation:
+both models train on every fold's K-1 parts and are tested on the held-out one, so every
+frame is a test frame once; the table gives the mean and standard error of the fold MAEs
+(meV/atom, meV/Å) and on how many folds the Coulomb model wins
+(``results/electrostatics_cv.json``).
+
 Usage (repository root, project environment)::
 
     python benchmarks/accuracy/electrostatics.py --tasks c10h2 au2mgo --minutes 6
+    python benchmarks/accuracy/electrostatics.py --tasks au2mgo --folds 6 --minutes 2 \
+        --params '{"n_features": 64, "n_interactions": 1}' --smearing 2
 """
 
 from __future__ import annotations
@@ -121,6 +129,83 @@ def table(rows: list[dict]) -> list[str]:
          for r in sorted(rows, key=lambda r: order[r["task"]])))
 
 
+def _folds(task: str, k: int, out: Path) -> list[tuple[Path, Path]]:
+    """K train/test splits of a single-file task; fold i tests frames i, i+k, ... of a
+    seeded permutation, so that every frame is tested exactly once."""
+    frames = ase.io.read(DATA / TASKS[task]["file"], ":")
+    order = np.random.default_rng(0).permutation(len(frames))
+    splits = []
+    for i in range(k):
+        test = set(order[i::k].tolist())
+        fold = out / f"fold{i}"
+        fold.mkdir(parents=True, exist_ok=True)
+        ase.io.write(fold / "train.xyz", [a for j, a in enumerate(frames) if j not in test])
+        ase.io.write(fold / "test.xyz", [frames[j] for j in sorted(test)])
+        splits.append((fold / "train.xyz", fold / "test.xyz"))
+    return splits
+
+
+def cross_validate(args: argparse.Namespace, params: dict) -> None:
+    """Plain and Coulomb models on the same K folds: per-fold errors, their mean and
+    standard error, and on how many folds the Coulomb model is better (paired)."""
+    path = HERE / "results" / "electrostatics_cv.json"
+    saved = json.loads(path.read_text())["runs"] if path.exists() else []
+    meta = {**run_meta(args.threads), "params": params}
+    for task in args.tasks:
+        if "file" not in TASKS[task]:
+            raise SystemExit(f"--folds needs a single-file task, not {task}")
+        tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}"
+        out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
+        folds = []
+        for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
+            pair = {}
+            for coulomb in (False, True):
+                pair["coulomb" if coulomb else "plain"] = run(
+                    task, coulomb, args.minutes, args.threads, train_path.parent,
+                    train_path, test_path, params, args.smearing, args.charges == "shared")
+            folds.append(pair)
+            print(f"fold {i}: " + json.dumps(pair), flush=True)
+        summary = {"task": task, "folds": args.folds, "minutes": args.minutes,
+                   "smearing_A": args.smearing, "charges": args.charges, **meta}
+        for key in ("energy_mae_meV_per_atom", "forces_mae_meV_per_A"):
+            for model in ("plain", "coulomb"):
+                values = np.array([f[model][key] for f in folds])
+                summary[f"{model}_{key}"] = [float(values.mean()),
+                                             float(values.std(ddof=1) / len(values) ** 0.5)]
+            summary[f"coulomb_better_{key}"] = sum(
+                f["coulomb"][key] < f["plain"][key] for f in folds)
+        for key in ("charges_mae_me", "charges_r2"):
+            if all(key in f["coulomb"] for f in folds):
+                summary[f"coulomb_{key}"] = float(np.mean([f["coulomb"][key] for f in folds]))
+        summary["per_fold"] = folds
+        saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
+                                      r["params"]) != (task, args.folds, args.minutes,
+                                                       args.smearing, params)] + [summary]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"runs": saved}, indent=1))
+        print("\n".join(cv_table(saved)))
+
+
+def cv_table(runs: list[dict]) -> list[str]:
+    """Markdown table of cross-validation runs: mean ± standard error over folds."""
+    def pm(r: dict, key: str, digits: int) -> str:
+        mean, err = r[key]
+        return f"{mean:.{digits}f} ± {err:.{digits}f}"
+    return markdown_table(
+        ["task", "folds", "features × layers", "σ (Å)", "minutes per model",
+         "E MAE plain", "E MAE Coulomb", "Coulomb better (E)", "F MAE plain",
+         "F MAE Coulomb", "Coulomb better (F)", "charge R²"],
+        ([r["task"], str(r["folds"]),
+          f"{r['params']['n_features']} × {r['params']['n_interactions']}",
+          f"{r['smearing_A']:g}", f"{r['minutes']:g}",
+          pm(r, "plain_energy_mae_meV_per_atom", 2), pm(r, "coulomb_energy_mae_meV_per_atom", 2),
+          f"{r['coulomb_better_energy_mae_meV_per_atom']}/{r['folds']}",
+          pm(r, "plain_forces_mae_meV_per_A", 1), pm(r, "coulomb_forces_mae_meV_per_A", 1),
+          f"{r['coulomb_better_forces_mae_meV_per_A']}/{r['folds']}",
+          f"{r['coulomb_charges_r2']:.3f}" if "coulomb_charges_r2" in r else "–"]
+         for r in runs))
+
+
 def main() -> None:
     """Train the pairs and write results/electrostatics.json and a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,9 +218,15 @@ def main() -> None:
     parser.add_argument("--charges", choices=["shared", "separate"], default="shared",
                         help="charges from the PaiNN's own features or a second PaiNN")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
+    parser.add_argument("--folds", type=int, default=0,
+                        help="K-fold cross-validation of plain against Coulomb on the "
+                             "single-file tasks (c10h2, au2mgo): every frame is tested once")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = json.loads(args.params)
+    if args.folds:
+        cross_validate(args, params)
+        return
     results_path = HERE / "results" / "electrostatics.json"
     rows = json.loads(results_path.read_text())["rows"] if results_path.exists() else []
     meta = {**run_meta(args.threads), "params": params}

@@ -118,8 +118,9 @@ class ALConfig:
 
     Attributes:
         train: the training config (as for ``nnip train``; ``data.train`` is the
-            initial data; ``train.committee`` >= 2). Relative paths are resolved
-            against the YAML file's folder.
+            initial data; ``train.committee`` >= 2; ``train.threads``, when set, holds
+            for the whole loop, exploration and labelling included). Relative paths are
+            resolved against the YAML file's folder.
         oracle: reference method spec (``emt``, ``tblite:GFN2-xTB``,
             ``pyscf:PBE/6-31G*``, ``module:function``).
         explore: `ExploreConfig`.
@@ -362,13 +363,27 @@ def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *
         row per iteration: training frames, explored / uncertain / labelled / failed
         frames, uncertain fraction, test errors), ``model`` (the final model file).
     """
-    from nnip.data import read
-    from nnip.export.model_file import load_model
-    from nnip.training import train
+    import torch
 
     if not isinstance(config, ALConfig):
         config = load_al_config(config)
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    # train.threads holds for the whole loop (exploration MD and labelling too)
+    threads, previous = int(config.train.get("train", {}).get("threads") or 0), \
+        torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        return _run_loop(config, progress, say)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_loop(config: ALConfig, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    from nnip.data import read
+    from nnip.export.model_file import load_model
+    from nnip.training import train
+
     root = Path(config.state_dir)
     (root / "labelled").mkdir(parents=True, exist_ok=True)
     state = _State(root / "state.json")
