@@ -168,7 +168,7 @@ def _md_check(model_path: Path, out_dir: Path, steps: int, say: Callable[[str], 
     return result
 
 
-def run_demo(out_dir: str | Path = "nnip-demo", *, minutes: float = 2.0, n_structures: int = 160,
+def run_demo(out_dir: str | Path = "nnip-demo", *, minutes: float = 3.0, n_structures: int = 160,
              md_steps: int = 1000, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Run the whole demo and return a summary.
 

@@ -17,7 +17,7 @@ class CLICommand:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         """Add the command's arguments."""
         parser.add_argument("--out", default="nnip-demo", help="output directory")
-        parser.add_argument("--minutes", type=float, default=2.0,
+        parser.add_argument("--minutes", type=float, default=3.0,
                             help="training time budget in minutes (default 2)")
         parser.add_argument("--structures", type=int, default=160,
                             help="number of EMT structures (default 160)")
