@@ -18,7 +18,7 @@ class CLICommand:
         """Add the command's arguments."""
         parser.add_argument("--out", default="nnip-demo", help="output directory")
         parser.add_argument("--minutes", type=float, default=3.0,
-                            help="training time budget in minutes (default 2)")
+                            help="training time budget in minutes (default 3)")
         parser.add_argument("--structures", type=int, default=160,
                             help="number of EMT structures (default 160)")
         parser.add_argument("--md-steps", type=int, default=1000,
