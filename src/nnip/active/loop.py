@@ -363,20 +363,14 @@ def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *
         row per iteration: training frames, explored / uncertain / labelled / failed
         frames, uncertain fraction, test errors), ``model`` (the final model file).
     """
-    import torch
+    from nnip._threads import torch_threads
 
     if not isinstance(config, ALConfig):
         config = load_al_config(config)
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     # train.threads holds for the whole loop (exploration MD and labelling too)
-    threads, previous = int(config.train.get("train", {}).get("threads") or 0), \
-        torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(int(config.train.get("train", {}).get("threads") or 0)):
         return _run_loop(config, progress, say)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run_loop(config: ALConfig, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:

@@ -217,7 +217,12 @@ class SymmetricContraction(nn.Module):
         for z in range(self.n_types):
             if gather:  # only the nodes of element z (a data-dependent count)
                 idx = torch.nonzero(types == z).squeeze(-1)
-                a = A[idx].transpose(0, 1)  # (K, n_z, d)
+                rows = idx
+                if torch.compiler.is_compiling():
+                    # two padding rows (dropped below): the compiler must know that the
+                    # count is not 1 to choose its matrix-product layout
+                    rows = torch.cat([idx, idx.new_zeros(2)])
+                a = A[rows].transpose(0, 1)  # (K, n_z, d)
             else:
                 a = A.transpose(0, 1)  # (K, n, d)
             # channels first, so that every step is a batched product or a fused sum
@@ -226,7 +231,7 @@ class SymmetricContraction(nn.Module):
             for nu in range(self.correlation - 1, 0, -1):
                 t = t.unflatten(-1, (-1, d)) + W[nu - 1][z].unsqueeze(1)
                 t = (t * a.unsqueeze(2)).sum(-1)  # (K, n, M * d^(ν-1))
-            t = t.transpose(0, 1)  # (n_z, K, M)
+            t = t.transpose(0, 1)[:idx.shape[0]] if gather else t.transpose(0, 1)  # (n_z, K, M)
             if gather:
                 out = out.index_copy(0, idx, t)
             elif self.n_types == 1:

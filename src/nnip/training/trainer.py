@@ -25,6 +25,7 @@ import torch
 import yaml
 from ase import Atoms
 
+from nnip._threads import torch_threads
 from nnip.config import Config, config_from_dict, config_to_dict, load_config
 from nnip.data.datasets import StructureDataset, batches_by_atoms
 from nnip.data.io import read
@@ -660,17 +661,17 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, overrides: Sequenc
     config.check()
     group = setup(config.train.device)  # several processes under torchrun, else one
     progress = progress and group.main
-    threads = torch.get_num_threads()  # train.threads applies to this call only
     try:
-        if config.train.committee > 1:
-            result = _train_committee(config, resume=resume, progress=progress, group=group)
-        else:
-            result = _train_one(config, _split(config), resume=resume, progress=progress,
-                                group=group)
-        group.barrier()  # the others wait until rank 0 has written the model file
-        return result
+        with torch_threads():  # train.threads (set below) applies to this call only
+            if config.train.committee > 1:
+                result = _train_committee(config, resume=resume, progress=progress,
+                                          group=group)
+            else:
+                result = _train_one(config, _split(config), resume=resume,
+                                    progress=progress, group=group)
+            group.barrier()  # the others wait until rank 0 has written the model file
+            return result
     finally:
-        torch.set_num_threads(threads)
         group.close()
 
 
