@@ -77,14 +77,17 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
-        shared: bool = True) -> dict:
+        shared: bool = True, charges_weight: float = 10.0) -> dict:
     """Train one model on ``train_path`` and return its errors on ``test_path``.
 
     ``shared``: the charges are a readout of the PaiNN's own features (one network);
-    otherwise a second PaiNN of the same size predicts them.
+    otherwise a second PaiNN of the same size predicts them. ``charges_weight``: loss
+    weight of the reference charges (0: charges learned from energies and forces alone).
     """
     name = f"{task}_coulomb_s{smearing:g}{'_shared' if shared else ''}" if coulomb \
         else f"{task}_plain"
+    if coulomb and charges_weight != 10.0:
+        name += f"_q{charges_weight:g}"
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
@@ -92,7 +95,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
-        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "charges_weight": 10.0,
+        "loss": {"energy_weight": 10.0, "forces_weight": 1.0,
+                 "charges_weight": charges_weight,
                  "final_energy_weight": 100.0, "final_fraction": 0.2},
         "train": {"epochs": 100000, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
                   "time_limit_min": minutes, "threads": threads, "seed": 0},
@@ -105,6 +109,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     fitted = load_model(result.model_path)
     table = error_table(predict_frames(fitted, test))["overall"]
     label = f"painn+coulomb σ={smearing:g}Å, {'shared' if shared else '2nd net'}"
+    if charges_weight != 10.0:
+        label += f", q weight {charges_weight:g}"
     row = {"task": task, "model": label if coulomb else "painn",
            "minutes": minutes, "epochs": len(result.history),
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
@@ -154,7 +160,8 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
     for task in args.tasks:
         if "file" not in TASKS[task]:
             raise SystemExit(f"--folds needs a single-file task, not {task}")
-        tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}"
+        tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}" + (
+            f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "")
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
         folds = []
         for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
@@ -162,11 +169,13 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             for coulomb in (False, True):
                 pair["coulomb" if coulomb else "plain"] = run(
                     task, coulomb, args.minutes, args.threads, train_path.parent,
-                    train_path, test_path, params, args.smearing, args.charges == "shared")
+                    train_path, test_path, params, args.smearing, args.charges == "shared",
+                    args.charges_weight)
             folds.append(pair)
             print(f"fold {i}: " + json.dumps(pair), flush=True)
         summary = {"task": task, "folds": args.folds, "minutes": args.minutes,
-                   "smearing_A": args.smearing, "charges": args.charges, **meta}
+                   "smearing_A": args.smearing, "charges": args.charges,
+                   "charges_weight": args.charges_weight, **meta}
         for key in ("energy_mae_meV_per_atom", "forces_mae_meV_per_A"):
             for model in ("plain", "coulomb"):
                 values = np.array([f[model][key] for f in folds])
@@ -178,9 +187,10 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             if all(key in f["coulomb"] for f in folds):
                 summary[f"coulomb_{key}"] = float(np.mean([f["coulomb"][key] for f in folds]))
         summary["per_fold"] = folds
+        key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight)
         saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
-                                      r["params"]) != (task, args.folds, args.minutes,
-                                                       args.smearing, params)] + [summary]
+                                      r["params"], r.get("charges_weight", 10.0)) != key
+                 ] + [summary]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"runs": saved}, indent=1))
         print("\n".join(cv_table(saved)))
@@ -192,12 +202,12 @@ def cv_table(runs: list[dict]) -> list[str]:
         mean, err = r[key]
         return f"{mean:.{digits}f} ± {err:.{digits}f}"
     return markdown_table(
-        ["task", "folds", "features × layers", "σ (Å)", "minutes per model",
+        ["task", "folds", "features × layers", "σ (Å)", "q weight", "minutes per model",
          "E MAE plain", "E MAE Coulomb", "Coulomb better (E)", "F MAE plain",
          "F MAE Coulomb", "Coulomb better (F)", "charge R²"],
         ([r["task"], str(r["folds"]),
           f"{r['params']['n_features']} × {r['params']['n_interactions']}",
-          f"{r['smearing_A']:g}", f"{r['minutes']:g}",
+          f"{r['smearing_A']:g}", f"{r.get('charges_weight', 10.0):g}", f"{r['minutes']:g}",
           pm(r, "plain_energy_mae_meV_per_atom", 2), pm(r, "coulomb_energy_mae_meV_per_atom", 2),
           f"{r['coulomb_better_energy_mae_meV_per_atom']}/{r['folds']}",
           pm(r, "plain_forces_mae_meV_per_A", 1), pm(r, "coulomb_forces_mae_meV_per_A", 1),
@@ -217,6 +227,9 @@ def main() -> None:
     parser.add_argument("--smearing", type=float, default=1.0, help="Å")
     parser.add_argument("--charges", choices=["shared", "separate"], default="shared",
                         help="charges from the PaiNN's own features or a second PaiNN")
+    parser.add_argument("--charges-weight", type=float, default=10.0,
+                        help="loss weight of the reference charges (0: charges learned "
+                             "from energies and forces alone, as without reference charges)")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of plain against Coulomb on the "
@@ -238,7 +251,8 @@ def main() -> None:
             if args.only and args.only != ("coulomb" if coulomb else "plain"):
                 continue
             row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
-                         test_path, params, args.smearing, args.charges == "shared"),
+                         test_path, params, args.smearing, args.charges == "shared",
+                         args.charges_weight),
                    **meta}
             if coulomb:
                 row["smearing_A"] = args.smearing
