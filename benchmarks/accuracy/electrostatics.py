@@ -28,7 +28,7 @@ Usage (repository root, project environment)::
 
     python benchmarks/accuracy/electrostatics.py --tasks c10h2 au2mgo --minutes 6
     python benchmarks/accuracy/electrostatics.py --tasks au2mgo --folds 6 --minutes 2 \
-        --params '{"n_features": 64, "n_interactions": 1}' --smearing 2
+        --params '{"n_features": 64, "n_interactions": 1}' --smearing 2 --charge-model qeq
 """
 
 from __future__ import annotations
@@ -77,21 +77,26 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
-        shared: bool = True, charges_weight: float = 10.0) -> dict:
+        shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local"
+        ) -> dict:
     """Train one model on ``train_path`` and return its errors on ``test_path``.
 
     ``shared``: the charges are a readout of the PaiNN's own features (one network);
     otherwise a second PaiNN of the same size predicts them. ``charges_weight``: loss
     weight of the reference charges (0: charges learned from energies and forces alone).
+    ``charge_model``: ``local`` or ``qeq`` (charge equilibration), `Electrostatics`.
     """
     name = f"{task}_coulomb_s{smearing:g}{'_shared' if shared else ''}" if coulomb \
         else f"{task}_plain"
     if coulomb and charges_weight != 10.0:
         name += f"_q{charges_weight:g}"
+    if coulomb and charge_model != "local":
+        name += f"_{charge_model}"
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
             {"smearing": smearing, "params": params}
+        model["electrostatics"]["charge_model"] = charge_model
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
@@ -111,6 +116,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     label = f"painn+coulomb σ={smearing:g}Å, {'shared' if shared else '2nd net'}"
     if charges_weight != 10.0:
         label += f", q weight {charges_weight:g}"
+    if charge_model != "local":
+        label += f", {charge_model}"
     row = {"task": task, "model": label if coulomb else "painn",
            "minutes": minutes, "epochs": len(result.history),
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
@@ -161,7 +168,8 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
         if "file" not in TASKS[task]:
             raise SystemExit(f"--folds needs a single-file task, not {task}")
         tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}" + (
-            f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "")
+            f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "") + (
+            f"_{args.charge_model}" if args.charge_model != "local" else "")
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
         folds = []
         for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
@@ -170,12 +178,13 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
                 pair["coulomb" if coulomb else "plain"] = run(
                     task, coulomb, args.minutes, args.threads, train_path.parent,
                     train_path, test_path, params, args.smearing, args.charges == "shared",
-                    args.charges_weight)
+                    args.charges_weight, args.charge_model)
             folds.append(pair)
             print(f"fold {i}: " + json.dumps(pair), flush=True)
         summary = {"task": task, "folds": args.folds, "minutes": args.minutes,
                    "smearing_A": args.smearing, "charges": args.charges,
-                   "charges_weight": args.charges_weight, **meta}
+                   "charges_weight": args.charges_weight, "charge_model": args.charge_model,
+                   **meta}
         for key in ("energy_mae_meV_per_atom", "forces_mae_meV_per_A"):
             for model in ("plain", "coulomb"):
                 values = np.array([f[model][key] for f in folds])
@@ -187,9 +196,11 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             if all(key in f["coulomb"] for f in folds):
                 summary[f"coulomb_{key}"] = float(np.mean([f["coulomb"][key] for f in folds]))
         summary["per_fold"] = folds
-        key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight)
+        key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight,
+               args.charge_model)
         saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
-                                      r["params"], r.get("charges_weight", 10.0)) != key
+                                      r["params"], r.get("charges_weight", 10.0),
+                                      r.get("charge_model", "local")) != key
                  ] + [summary]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"runs": saved}, indent=1))
@@ -202,12 +213,14 @@ def cv_table(runs: list[dict]) -> list[str]:
         mean, err = r[key]
         return f"{mean:.{digits}f} ± {err:.{digits}f}"
     return markdown_table(
-        ["task", "folds", "features × layers", "σ (Å)", "q weight", "minutes per model",
+        ["task", "folds", "features × layers", "σ (Å)", "charges", "q weight",
+         "minutes per model",
          "E MAE plain", "E MAE Coulomb", "Coulomb better (E)", "F MAE plain",
          "F MAE Coulomb", "Coulomb better (F)", "charge R²"],
         ([r["task"], str(r["folds"]),
           f"{r['params']['n_features']} × {r['params']['n_interactions']}",
-          f"{r['smearing_A']:g}", f"{r.get('charges_weight', 10.0):g}", f"{r['minutes']:g}",
+          f"{r['smearing_A']:g}", r.get("charge_model", "local"),
+          f"{r.get('charges_weight', 10.0):g}", f"{r['minutes']:g}",
           pm(r, "plain_energy_mae_meV_per_atom", 2), pm(r, "coulomb_energy_mae_meV_per_atom", 2),
           f"{r['coulomb_better_energy_mae_meV_per_atom']}/{r['folds']}",
           pm(r, "plain_forces_mae_meV_per_A", 1), pm(r, "coulomb_forces_mae_meV_per_A", 1),
@@ -230,6 +243,9 @@ def main() -> None:
     parser.add_argument("--charges-weight", type=float, default=10.0,
                         help="loss weight of the reference charges (0: charges learned "
                              "from energies and forces alone, as without reference charges)")
+    parser.add_argument("--charge-model", choices=["local", "qeq"], default="local",
+                        help="local charges with a uniform total-charge correction, or "
+                             "charge equilibration (non-local charge transfer)")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of plain against Coulomb on the "
@@ -252,7 +268,7 @@ def main() -> None:
                 continue
             row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
                          test_path, params, args.smearing, args.charges == "shared",
-                         args.charges_weight),
+                         args.charges_weight, args.charge_model),
                    **meta}
             if coulomb:
                 row["smearing_A"] = args.smearing

@@ -274,3 +274,120 @@ def test_shared_charges_need_one_network_and_round_trip_in_files(tmp_path):
         loaded = load_model(save_model(model, tmp_path / "m.nnip"))
         a, b = model.predict(mol), loaded.predict(mol)
         assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)
+
+
+# --- charge equilibration (charge_model: qeq) -------------------------------------------
+
+
+def _qeq(strength: float = 3.0, method: str = "auto", elements=("C", "H")):
+    """A small PaiNN whose charges come from charge equilibration (a second PaiNN's χ)."""
+    model = build("painn", list(elements), 3.5, n_features=8, n_interactions=1, seed=2,
+                  electrostatics={"smearing": 0.8, "arch": "painn", "method": method,
+                                  "charge_model": "qeq", "hardness": 4.0})
+    term = model.terms["electrostatics"]
+    term.charge_net = Scaled(term.charge_net, strength)
+    with torch.no_grad():
+        term.log_hardness.copy_(torch.log(torch.tensor([3.0, 6.0][:len(elements)])))
+    return model
+
+
+@pytest.mark.parametrize("method", ["direct", "ewald", "pme"])
+def test_kernel_matrix_gives_the_coulomb_energy(method):
+    """½ k_e qᵀ K q of `Coulomb.kernels` equals the Coulomb energy of the same charges."""
+    atoms = _charged_molecule() if method == "direct" else _triclinic_cell().repeat((1, 2, 1))
+    coulomb = Coulomb(smearing=0.8, method=method)
+    graph = AtomicGraph.from_atoms(atoms, 3.0)
+    q = torch.as_tensor(np.random.default_rng(2).normal(size=len(atoms)))  # charged cell
+    (kernel,) = coulomb.kernels(graph)
+    assert torch.allclose(kernel, kernel.T, atol=1e-12)
+    energy = 0.5 * K * q @ kernel @ q
+    assert float(energy) == pytest.approx(float(coulomb(graph, q).sum()), rel=1e-9)
+
+
+@pytest.mark.parametrize("which", ["molecule", "cell"])
+def test_qeq_charges_minimise_the_equilibration_energy(which):
+    """At the solution ∂E_Qeq/∂q_i = χ_i + Σ_j A_ij q_j is the same μ for every atom."""
+    model = _qeq()
+    atoms = _charged_molecule() if which == "molecule" else _triclinic_cell()
+    term = model.terms["electrostatics"]
+    graph = AtomicGraph.from_atoms(atoms, model.cutoff)
+    q = model.predict(atoms).charges.to(torch.float64)
+    assert float(q.sum()) == pytest.approx(atoms.info.get("total_charge", 0.0), abs=1e-12)
+    assert float(q.abs().max()) > 0.05  # real charges
+    with torch.no_grad():
+        raw = term.raw_charges(graph)
+        chi = -(term.hardness + term.self_interaction) * raw
+        (kernel,) = term.coulomb.kernels(graph)
+        a = K * kernel + torch.diag(term.hardnesses(graph) + term.self_interaction)
+        mu = chi + a @ q
+    assert float(mu.max() - mu.min()) < 1e-10
+    # any other charges with the same total have a higher E_Qeq
+    def e_qeq(charges):
+        return float(chi @ charges + 0.5 * charges @ a @ charges)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        dq = torch.as_tensor(rng.normal(scale=0.01, size=len(q)))
+        assert e_qeq(q + dq - dq.mean()) > e_qeq(q)
+
+
+def test_qeq_moves_charge_between_fragments_that_local_charges_cannot():
+    """Two molecules 9 Å apart (beyond every cutoff): moving one rigidly changes the
+    other's charges under charge equilibration (polarisation, charge transfer), and not
+    with local charges, whose only link is the total-charge correction."""
+    a = molecule("CH4")
+    b = molecule("C2H2")
+    b.translate([9.0, 0.0, 0.0])
+    pair = a + b
+    pair.info["total_charge"] = 1.0
+    moved = pair.copy()
+    moved.positions[len(a):] += [1.5, 0.7, 0.0]  # b moves rigidly, 10.5 Å away
+    for model, changes in ((_qeq(), True), (_model(), False)):
+        qa = model.predict(pair).charges[:len(a)]
+        qb = model.predict(moved).charges[:len(a)]
+        shift = float((qa - qb).abs().max())
+        if changes:
+            assert shift > 1e-4
+        else:
+            assert shift < 1e-12
+
+
+@pytest.mark.parametrize("method", ["ewald", "pme"])
+def test_qeq_forces_and_stress_match_finite_differences(method):
+    model = _qeq(method=method)
+    cell = _triclinic_cell()
+    assert check_forces_fd(model, cell) < 1e-6
+    assert check_stress_fd(model, cell) < 1e-6
+    if method == "ewald":  # PME's mesh breaks translation invariance at its accuracy (~1e-6)
+        assert check_translation(model, cell, seed=3) < 1e-9
+
+
+def test_qeq_symmetry_checks_and_charged_molecule():
+    model = _qeq()
+    results = run_all_checks(model)
+    assert results["rotation_triclinic"] < 1e-10
+    assert results["stress_fd_triclinic"] < 1e-6
+    mol = _charged_molecule()
+    assert check_forces_fd(model, mol) < 1e-6
+    assert check_rotation(model, mol) < 1e-10
+
+
+def test_qeq_model_file_calculator_and_refusals(tmp_path):
+    model = build("painn", ["C", "H"], 3.5, n_features=8, n_interactions=1, seed=2,
+                  electrostatics={"smearing": 0.8, "charge_model": "qeq", "hardness": 7.0})
+    term = model.terms["electrostatics"]
+    assert term.feature_source == "painn" and not hasattr(term, "log_weight")
+    with torch.no_grad():
+        term.log_hardness.copy_(torch.log(torch.tensor([5.0, 9.0])))
+    loaded = load_model(save_model(model, tmp_path / "q.nnip"))
+    assert loaded.terms["electrostatics"].charge_model == "qeq"
+    mol = _charged_molecule()
+    a, b = model.predict(mol), loaded.predict(mol)
+    assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)
+    mol.calc = NNIPCalculator(loaded)
+    assert mol.get_charges().sum() == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="charge_model"):
+        build("painn", ["C"], 3.5, electrostatics={"charge_model": "eem"})
+    from nnip.export.compiled import export_compiled
+
+    with pytest.raises(ModelError, match="charge_model 'local'"):
+        export_compiled(model, tmp_path / "q.pt2", progress=False)

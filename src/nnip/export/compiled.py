@@ -243,6 +243,11 @@ def _electrostatics_term(potential: Potential) -> Electrostatics | None:
             "only one electrostatics term is supported"
         raise ModelError(f"compiled export does not carry these long-range terms ({names}): "
                          f"{why}; export a model without them")
+    if found[0].charge_model != "local":
+        raise ModelError(f"compiled export carries electrostatics with charge_model 'local' "
+                         f"only; this model's charges come from {found[0].charge_model!r} "
+                         "(a linear solve over all atoms, which LAMMPS' domains cannot split "
+                         "yet): use the model through the ASE calculator or nnip md")
     return found[0]
 
 

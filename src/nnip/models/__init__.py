@@ -138,7 +138,8 @@ def build(
     return potential.to(dtype)
 
 
-_ELECTROSTATICS_KEYS = ("arch", "params", "smearing", "method", "lr_wavelength", "mesh_spacing")
+_ELECTROSTATICS_KEYS = ("arch", "params", "smearing", "method", "lr_wavelength", "mesh_spacing",
+                        "charge_model", "hardness")
 
 
 def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mapping[str, Any],
@@ -181,13 +182,17 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                               method=settings.get("method", "auto"),
                               lr_wavelength=settings.get("lr_wavelength"),
                               mesh_spacing=settings.get("mesh_spacing"),
-                              feature_source=name if arch == "shared" else None)
+                              feature_source=name if arch == "shared" else None,
+                              charge_model=settings.get("charge_model", "local"),
+                              hardness=float(settings.get("hardness", 5.0)))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     resolved = {"arch": arch, "params": params,
                 "smearing": term.coulomb.smearing, "method": term.coulomb.method,
                 "lr_wavelength": term.coulomb.lr_wavelength,
-                "mesh_spacing": term.coulomb.mesh_spacing}
+                "mesh_spacing": term.coulomb.mesh_spacing, "charge_model": term.charge_model}
+    if term.charge_model == "qeq":
+        resolved["hardness"] = term.hardness
     return term, resolved
 
 
