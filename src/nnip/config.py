@@ -106,7 +106,9 @@ class ModelConfig:
             from the model's own features; or an architecture for a separate charge
             network, the default when ``params`` is given), ``params`` (that network's
             hyperparameters, default ``params``), ``smearing`` (Gaussian
-            width in Å, default 1), ``method`` (``auto``, ``ewald``, ``pme``, ``direct``).
+            width in Å, default 1), ``method`` (``auto``, ``ewald``, ``pme``, ``direct``),
+            ``charge_model`` (``local``, the default, or ``qeq``: charge equilibration)
+            and ``hardness`` (``qeq``: initial per-element hardness, eV/e², default 5).
             Charges sum to each structure's ``total_charge`` and are trained against
             reference charges (``ref_charges``) where the data has them.
     """
