@@ -79,6 +79,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
         shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local"
         ) -> dict:
+    # charge_model: local, qeq (Coulomb energy of equilibrated charges) or qeq-full
     """Train one model on ``train_path`` and return its errors on ``test_path``.
 
     ``shared``: the charges are a readout of the PaiNN's own features (one network);
@@ -96,7 +97,9 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
             {"smearing": smearing, "params": params}
-        model["electrostatics"]["charge_model"] = charge_model
+        model["electrostatics"]["charge_model"] = charge_model.split("-")[0]
+        if charge_model == "qeq-full":
+            model["electrostatics"]["qeq_energy"] = "full"
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
@@ -112,7 +115,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     wall = time.perf_counter() - start
     test = ase.io.read(test_path, ":")
     fitted = load_model(result.model_path)
-    table = error_table(predict_frames(fitted, test))["overall"]
+    errors = error_table(predict_frames(fitted, test))
+    table = errors["overall"]
     label = f"painn+coulomb σ={smearing:g}Å, {'shared' if shared else '2nd net'}"
     if charges_weight != 10.0:
         label += f", q weight {charges_weight:g}"
@@ -125,6 +129,9 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     if "charges" in table:
         row["charges_mae_me"] = table["charges"]["mae"] * 1e3
         row["charges_r2"] = table["charges"]["r2"]
+        row["charges_mae_me_by_element"] = {
+            symbol: e["charges"]["mae"] * 1e3 for symbol, e in errors["per_element"].items()
+            if "charges" in e}
     return row
 
 
@@ -195,6 +202,11 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
         for key in ("charges_mae_me", "charges_r2"):
             if all(key in f["coulomb"] for f in folds):
                 summary[f"coulomb_{key}"] = float(np.mean([f["coulomb"][key] for f in folds]))
+        if all("charges_mae_me_by_element" in f["coulomb"] for f in folds):
+            symbols = folds[0]["coulomb"]["charges_mae_me_by_element"]
+            summary["coulomb_charges_mae_me_by_element"] = {
+                s: float(np.mean([f["coulomb"]["charges_mae_me_by_element"][s] for f in folds]))
+                for s in symbols}
         summary["per_fold"] = folds
         key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight,
                args.charge_model)
@@ -243,9 +255,11 @@ def main() -> None:
     parser.add_argument("--charges-weight", type=float, default=10.0,
                         help="loss weight of the reference charges (0: charges learned "
                              "from energies and forces alone, as without reference charges)")
-    parser.add_argument("--charge-model", choices=["local", "qeq"], default="local",
+    parser.add_argument("--charge-model", choices=["local", "qeq", "qeq-full"],
+                        default="local",
                         help="local charges with a uniform total-charge correction, or "
-                             "charge equilibration (non-local charge transfer)")
+                             "charge equilibration (non-local charge transfer); qeq-full: "
+                             "with the whole equilibration energy (qeq_energy: full)")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of plain against Coulomb on the "

@@ -108,7 +108,9 @@ class ModelConfig:
             hyperparameters, default ``params``), ``smearing`` (Gaussian
             width in Å, default 1), ``method`` (``auto``, ``ewald``, ``pme``, ``direct``),
             ``charge_model`` (``local``, the default, or ``qeq``: charge equilibration)
-            and ``hardness`` (``qeq``: initial per-element hardness, eV/e², default 5).
+            and, with ``qeq``, ``hardness`` (initial per-element hardness, eV/e², default
+            5) and ``qeq_energy`` (``coulomb``: the Coulomb energy of the charges, as in
+            the 4G-HDNNP; ``full``: the whole charge-equilibration energy).
             Charges sum to each structure's ``total_charge`` and are trained against
             reference charges (``ref_charges``) where the data has them.
     """

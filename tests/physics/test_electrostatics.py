@@ -279,11 +279,13 @@ def test_shared_charges_need_one_network_and_round_trip_in_files(tmp_path):
 # --- charge equilibration (charge_model: qeq) -------------------------------------------
 
 
-def _qeq(strength: float = 3.0, method: str = "auto", elements=("C", "H")):
+def _qeq(strength: float = 3.0, method: str = "auto", elements=("C", "H"),
+         energy: str = "coulomb"):
     """A small PaiNN whose charges come from charge equilibration (a second PaiNN's χ)."""
     model = build("painn", list(elements), 3.5, n_features=8, n_interactions=1, seed=2,
                   electrostatics={"smearing": 0.8, "arch": "painn", "method": method,
-                                  "charge_model": "qeq", "hardness": 4.0})
+                                  "charge_model": "qeq", "hardness": 4.0,
+                                  "qeq_energy": energy})
     term = model.terms["electrostatics"]
     term.charge_net = Scaled(term.charge_net, strength)
     with torch.no_grad():
@@ -306,8 +308,9 @@ def test_kernel_matrix_gives_the_coulomb_energy(method):
 
 @pytest.mark.parametrize("which", ["molecule", "cell"])
 def test_qeq_charges_minimise_the_equilibration_energy(which):
-    """At the solution ∂E_Qeq/∂q_i = χ_i + Σ_j A_ij q_j is the same μ for every atom."""
-    model = _qeq()
+    """At the solution ∂E_Qeq/∂q_i = χ_i + Σ_j A_ij q_j is the same μ for every atom;
+    with ``qeq_energy: full`` the term's energy is E_Qeq there."""
+    model = _qeq(energy="full")
     atoms = _charged_molecule() if which == "molecule" else _triclinic_cell()
     term = model.terms["electrostatics"]
     graph = AtomicGraph.from_atoms(atoms, model.cutoff)
@@ -321,6 +324,9 @@ def test_qeq_charges_minimise_the_equilibration_energy(which):
         a = K * kernel + torch.diag(term.hardnesses(graph) + term.self_interaction)
         mu = chi + a @ q
     assert float(mu.max() - mu.min()) < 1e-10
+    with torch.no_grad():
+        energy = term.energies_and_charges(graph, raw)[0].sum()
+    assert float(energy) == pytest.approx(float(chi @ q + 0.5 * q @ a @ q), rel=1e-10)
     # any other charges with the same total have a higher E_Qeq
     def e_qeq(charges):
         return float(chi @ charges + 0.5 * charges @ a @ charges)
@@ -351,9 +357,10 @@ def test_qeq_moves_charge_between_fragments_that_local_charges_cannot():
             assert shift < 1e-12
 
 
-@pytest.mark.parametrize("method", ["ewald", "pme"])
-def test_qeq_forces_and_stress_match_finite_differences(method):
-    model = _qeq(method=method)
+@pytest.mark.parametrize("method,energy", [("ewald", "coulomb"), ("pme", "coulomb"),
+                                           ("ewald", "full")])
+def test_qeq_forces_and_stress_match_finite_differences(method, energy):
+    model = _qeq(method=method, energy=energy)
     cell = _triclinic_cell()
     assert check_forces_fd(model, cell) < 1e-6
     assert check_stress_fd(model, cell) < 1e-6
@@ -387,6 +394,8 @@ def test_qeq_model_file_calculator_and_refusals(tmp_path):
     assert mol.get_charges().sum() == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ConfigError, match="charge_model"):
         build("painn", ["C"], 3.5, electrostatics={"charge_model": "eem"})
+    with pytest.raises(ConfigError, match="qeq_energy"):
+        build("painn", ["C"], 3.5, electrostatics={"charge_model": "qeq", "qeq_energy": "x"})
     from nnip.export.compiled import export_compiled
 
     with pytest.raises(ModelError, match="charge_model 'local'"):

@@ -139,7 +139,7 @@ def build(
 
 
 _ELECTROSTATICS_KEYS = ("arch", "params", "smearing", "method", "lr_wavelength", "mesh_spacing",
-                        "charge_model", "hardness")
+                        "charge_model", "hardness", "qeq_energy")
 
 
 def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mapping[str, Any],
@@ -184,7 +184,8 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                               mesh_spacing=settings.get("mesh_spacing"),
                               feature_source=name if arch == "shared" else None,
                               charge_model=settings.get("charge_model", "local"),
-                              hardness=float(settings.get("hardness", 5.0)))
+                              hardness=float(settings.get("hardness", 5.0)),
+                              qeq_energy=settings.get("qeq_energy", "coulomb"))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     resolved = {"arch": arch, "params": params,
@@ -193,6 +194,7 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                 "mesh_spacing": term.coulomb.mesh_spacing, "charge_model": term.charge_model}
     if term.charge_model == "qeq":
         resolved["hardness"] = term.hardness
+        resolved["qeq_energy"] = term.qeq_energy
     return term, resolved
 
 

@@ -46,8 +46,12 @@ Two pieces:
   flows between distant atoms through the electrostatic coupling (an Al dopant far from
   an Au cluster changes its charge), which local charges with a uniform correction
   cannot do. The energy term is the Coulomb energy of these charges (the 4G-HDNNP
-  choice). Cost: the kernel matrix is ``n^2`` (one Ewald/PME channel per atom in
-  periodic cells) and the solve ``n^3``: for structures up to a few hundred atoms.
+  choice, ``qeq_energy="coulomb"``) or the whole ``E_Qeq`` at its minimum
+  (``qeq_energy="full"``, as in CENT, Ghasemi et al., Phys. Rev. B 92, 045131
+  (2015)): its ``χ_i q_i + ½ J_i q_i²`` part is then a charge-dependent local energy,
+  so the non-local charge transfer reaches the energy beyond the Coulomb sum. Cost: the
+  kernel matrix is ``n^2`` (one Ewald channel per atom in periodic cells) and the solve
+  ``n^3``: for structures up to a few hundred atoms.
 
 Units: charges e, lengths Å, energies eV (k_e = 14.3996 eV Å / e^2).
 Known limitation (shared with every global charge-equilibration scheme): two neutral
@@ -260,6 +264,8 @@ class Electrostatics(nn.Module):
             ``d₀ = hardness + k_e √(2/π)/σ`` so that an uncoupled atom takes ``q̃_i``),
             and the charges come from charge equilibration (module docstring).
         hardness: initial hardness ``J_Z`` of every element in eV/e² (``qeq``; learned).
+        qeq_energy: ``coulomb`` (the Coulomb energy of the equilibrated charges) or
+            ``full`` (all of ``E_Qeq``), ``qeq`` only.
 
     """
 
@@ -269,11 +275,15 @@ class Electrostatics(nn.Module):
     def __init__(self, charge_net: nn.Module, type_map: TypeMap, smearing: float = 1.0,
                  method: str = "auto", lr_wavelength: float | None = None,
                  mesh_spacing: float | None = None, feature_source: str | None = None,
-                 charge_model: str = "local", hardness: float = 5.0) -> None:
+                 charge_model: str = "local", hardness: float = 5.0,
+                 qeq_energy: str = "coulomb") -> None:
         super().__init__()
         if charge_model not in CHARGE_MODELS:
             raise ValueError(f"electrostatics charge_model must be one of {CHARGE_MODELS}, "
                              f"got {charge_model!r}")
+        if qeq_energy not in ("coulomb", "full"):
+            raise ValueError("electrostatics qeq_energy must be 'coulomb' or 'full', got "
+                             f"{qeq_energy!r}")
         if not hardness > 0:
             raise ValueError(f"electrostatics hardness must be > 0 eV/e^2, got {hardness}")
         self.charge_net = charge_net
@@ -286,6 +296,7 @@ class Electrostatics(nn.Module):
             self.log_weight = nn.Parameter(torch.zeros(n_elements))
         else:
             self.hardness = float(hardness)
+            self.qeq_energy = qeq_energy
             self.log_hardness = nn.Parameter(torch.full((n_elements,), math.log(hardness)))
             self.self_interaction = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing
 
@@ -318,7 +329,7 @@ class Electrostatics(nn.Module):
 
     def _equilibrate(self, graph: AtomicGraph, raw: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Charge equilibration: per-atom Coulomb energies (eV) and charges (e).
+        """Charge equilibration: per-atom energies (eV; `qeq_energy`) and charges (e).
 
         Solves ``[[A, 1], [1ᵀ, 0]] [q; −μ] = [−χ; Q]`` per structure, with
         ``A = k_e K + diag(J_i + k_e √(2/π)/σ)`` and ``χ = −d₀ q̃``.
@@ -340,7 +351,11 @@ class Electrostatics(nn.Module):
             rhs = torch.cat([-chi[start:start + n], total[k:k + 1]])
             q = torch.linalg.solve(system, rhs)[:n]
             charges.append(q)
-            energies.append(0.5 * COULOMB_CONSTANT * q * (kernel @ q))
+            energy = 0.5 * COULOMB_CONSTANT * q * (kernel @ q)
+            if self.qeq_energy == "full":
+                energy = energy + q * (chi[start:start + n]
+                                       + 0.5 * diagonal[start:start + n] * q)
+            energies.append(energy)
         if not charges:
             return raw.new_zeros(0), raw.new_zeros(0)
         return torch.cat(energies), torch.cat(charges)
