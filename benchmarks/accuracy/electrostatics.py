@@ -18,7 +18,8 @@ total-charge constraint).
 Reported: test energy MAE (meV/atom), force MAE (meV/Å), and for the Coulomb model the
 charge MAE (me) and R^2 of predicted against reference charges.
 
-``--folds K`` (c10h2, au2mgo) replaces the single split by K-fold cross-validation:
+``--folds K`` (c10h2, au2mgo) replaces the single split by K-fold cross-validation
+(each finished fold is kept in its folder, so an interrupted run resumes):
 both models train on every fold's K-1 parts and are tested on the held-out one, so every
 frame is a test frame once; the table gives the mean and standard error of the fold MAEs
 (meV/atom, meV/Å) and on how many folds the Coulomb model wins
@@ -180,12 +181,17 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
         folds = []
         for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
-            pair = {}
-            for coulomb in (False, True):
-                pair["coulomb" if coulomb else "plain"] = run(
-                    task, coulomb, args.minutes, args.threads, train_path.parent,
-                    train_path, test_path, params, args.smearing, args.charges == "shared",
-                    args.charges_weight, args.charge_model)
+            done = train_path.parent / f"pair_{args.minutes:g}min.json"
+            if done.exists():  # a finished fold of an interrupted run: kept
+                pair = json.loads(done.read_text())
+            else:
+                pair = {}
+                for coulomb in (False, True):
+                    pair["coulomb" if coulomb else "plain"] = run(
+                        task, coulomb, args.minutes, args.threads, train_path.parent,
+                        train_path, test_path, params, args.smearing, args.charges == "shared",
+                        args.charges_weight, args.charge_model)
+                done.write_text(json.dumps(pair))
             folds.append(pair)
             print(f"fold {i}: " + json.dumps(pair), flush=True)
         summary = {"task": task, "folds": args.folds, "minutes": args.minutes,
@@ -203,10 +209,13 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             if all(key in f["coulomb"] for f in folds):
                 summary[f"coulomb_{key}"] = float(np.mean([f["coulomb"][key] for f in folds]))
         if all("charges_mae_me_by_element" in f["coulomb"] for f in folds):
-            symbols = folds[0]["coulomb"]["charges_mae_me_by_element"]
+            # over the atoms of every test frame (a fold may test no frame with an element)
+            by_element: dict[str, list[float]] = {}
+            for f in folds:
+                for symbol, mae in f["coulomb"]["charges_mae_me_by_element"].items():
+                    by_element.setdefault(symbol, []).append(mae)
             summary["coulomb_charges_mae_me_by_element"] = {
-                s: float(np.mean([f["coulomb"]["charges_mae_me_by_element"][s] for f in folds]))
-                for s in symbols}
+                symbol: float(np.mean(v)) for symbol, v in by_element.items()}
         summary["per_fold"] = folds
         key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight,
                args.charge_model)
