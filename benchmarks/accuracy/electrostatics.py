@@ -80,13 +80,13 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
         shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local"
         ) -> dict:
-    # charge_model: local, qeq (Coulomb energy of equilibrated charges) or qeq-full
     """Train one model on ``train_path`` and return its errors on ``test_path``.
 
     ``shared``: the charges are a readout of the PaiNN's own features (one network);
     otherwise a second PaiNN of the same size predicts them. ``charges_weight``: loss
     weight of the reference charges (0: charges learned from energies and forces alone).
-    ``charge_model``: ``local`` or ``qeq`` (charge equilibration), `Electrostatics`.
+    ``charge_model``: ``local``, ``qeq`` (charge equilibration, Coulomb energy of the
+    charges) or ``qeq-full`` (``qeq_energy: full``), see `Electrostatics`.
     """
     name = f"{task}_coulomb_s{smearing:g}{'_shared' if shared else ''}" if coulomb \
         else f"{task}_plain"

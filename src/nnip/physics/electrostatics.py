@@ -180,7 +180,7 @@ class Coulomb(nn.Module):
             unit = torch.eye(n, dtype=pos.dtype, device=pos.device)  # one channel per atom
             # Ewald unless PME is asked for: one structure factor product serves all n
             # channels, where PME spreads and transforms a mesh per channel (110-atom
-            # Au2-MgO cell, 1 thread: 86 ms per energy + forces call against 3.7 s)
+            # Au2-MgO cell, 1 thread: 113 ms per call against 2.8 s; benchmarks/md)
             half = self._periodic(k, pos, graph.cell[k].to(pos.dtype), pbc, unit, n_periodic,
                                   use_pme=self.method == "pme")
             out.append(half + half.T)  # torch-pme's potentials carry the energy's ½
