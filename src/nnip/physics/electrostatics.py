@@ -135,22 +135,31 @@ class Coulomb(nn.Module):
 
         """
         energies = []
+        for k, pos, q, cell, pbc, n_periodic in self._structures(graph, charges):
+            potential = (self._direct(pos, q) if n_periodic == 0 else
+                         self._periodic(k, pos, cell, pbc, q, n_periodic))
+            energies.append(COULOMB_CONSTANT * q * potential)
+        return torch.cat(energies) if energies else charges.new_zeros(0)
+
+    def _structures(self, graph: AtomicGraph, charges: torch.Tensor | None = None):
+        """Yield ``(k, positions, charges, cell, pbc, n_periodic)`` per structure.
+
+        ``charges`` (cast to the positions' dtype) is None when not given. Molecules
+        (``n_periodic == 0``) take the direct sum whatever the method.
+
+        Raises:
+            ModelError: ``method="direct"`` on a periodic structure.
+        """
         starts = torch.cumsum(graph.atoms_per_system, 0) - graph.atoms_per_system
         for k, (start, n) in enumerate(zip(starts.tolist(), graph.atoms_per_system.tolist())):
             pos = graph.positions[start:start + n]
-            q = charges[start:start + n].to(pos.dtype)
+            q = None if charges is None else charges[start:start + n].to(pos.dtype)
             pbc = graph.pbc[k]
             n_periodic = int(pbc.sum())
-            if n_periodic == 0:  # molecules: the direct sum, whatever the method
-                potential = self._direct(pos, q)
-            else:
-                if self.method == "direct":
-                    raise ModelError(f"structure {k} of the batch is periodic; electrostatics "
-                                     "method 'direct' is for molecules (use auto, ewald or pme)")
-                potential = self._periodic(k, pos, graph.cell[k].to(pos.dtype), pbc, q,
-                                           n_periodic)
-            energies.append(COULOMB_CONSTANT * q * potential)
-        return torch.cat(energies) if energies else charges.new_zeros(0)
+            if n_periodic and self.method == "direct":
+                raise ModelError(f"structure {k} of the batch is periodic; electrostatics "
+                                 "method 'direct' is for molecules (use auto, ewald or pme)")
+            yield k, pos, q, graph.cell[k].to(pos.dtype), pbc, n_periodic
 
     def kernels(self, graph: AtomicGraph) -> list[torch.Tensor]:
         """Each structure's kernel matrix ``K (n_k, n_k)`` in 1/Å.
@@ -166,22 +175,15 @@ class Coulomb(nn.Module):
             ModelError: as `forward`.
         """
         out = []
-        starts = torch.cumsum(graph.atoms_per_system, 0) - graph.atoms_per_system
-        for k, (start, n) in enumerate(zip(starts.tolist(), graph.atoms_per_system.tolist())):
-            pos = graph.positions[start:start + n]
-            pbc = graph.pbc[k]
-            n_periodic = int(pbc.sum())
+        for k, pos, _, cell, pbc, n_periodic in self._structures(graph):
             if n_periodic == 0:
                 out.append(self._direct_kernel(pos))
                 continue
-            if self.method == "direct":
-                raise ModelError(f"structure {k} of the batch is periodic; electrostatics "
-                                 "method 'direct' is for molecules (use auto, ewald or pme)")
-            unit = torch.eye(n, dtype=pos.dtype, device=pos.device)  # one channel per atom
+            unit = torch.eye(len(pos), dtype=pos.dtype, device=pos.device)  # a channel per atom
             # Ewald unless PME is asked for: one structure factor product serves all n
             # channels, where PME spreads and transforms a mesh per channel (110-atom
             # Au2-MgO cell, 1 thread: 113 ms per call against 2.8 s; benchmarks/md)
-            half = self._periodic(k, pos, graph.cell[k].to(pos.dtype), pbc, unit, n_periodic,
+            half = self._periodic(k, pos, cell, pbc, unit, n_periodic,
                                   use_pme=self.method == "pme")
             out.append(half + half.T)  # torch-pme's potentials carry the energy's ½
         return out
@@ -327,38 +329,37 @@ class Electrostatics(nn.Module):
         """Per-atom hardness ``J_i (n_atoms,)`` in eV/e² (``qeq``)."""
         return self.log_hardness[self.type_map(graph.atomic_numbers)].exp()
 
-    def _equilibrate(self, graph: AtomicGraph, raw: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _equilibrate(self, graph: AtomicGraph, raw: torch.Tensor, with_energies: bool = True
+                     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Charge equilibration: per-atom energies (eV; `qeq_energy`) and charges (e).
 
         Solves ``[[A, 1], [1ᵀ, 0]] [q; −μ] = [−χ; Q]`` per structure, with
-        ``A = k_e K + diag(J_i + k_e √(2/π)/σ)`` and ``χ = −d₀ q̃``.
+        ``A = k_e K + diag(J_i + k_e √(2/π)/σ)`` and ``χ = −d₀ q̃``. The energies are
+        None without ``with_energies``.
         """
         dtype = graph.positions.dtype
-        hardness = self.hardnesses(graph).to(dtype)
-        diagonal = hardness + self.self_interaction
+        diagonal = self.hardnesses(graph).to(dtype) + self.self_interaction
         chi = -(self.hardness + self.self_interaction) * raw.to(dtype)
         total = graph.total_charge.to(dtype)
-        energies, charges = [], []
-        starts = torch.cumsum(graph.atoms_per_system, 0) - graph.atoms_per_system
-        kernels = self.coulomb.kernels(graph)
-        for k, (start, n) in enumerate(zip(starts.tolist(), graph.atoms_per_system.tolist())):
-            kernel = kernels[k]
-            a = COULOMB_CONSTANT * kernel + torch.diag(diagonal[start:start + n])
+        energies, charges, start = [], [], 0
+        for k, kernel in enumerate(self.coulomb.kernels(graph)):
+            n = len(kernel)
+            span = slice(start, start + n)
+            start += n
             ones = kernel.new_ones(n, 1)
-            system = torch.cat([torch.cat([a, ones], 1),
-                                torch.cat([ones.T, kernel.new_zeros(1, 1)], 1)], 0)
-            rhs = torch.cat([-chi[start:start + n], total[k:k + 1]])
-            q = torch.linalg.solve(system, rhs)[:n]
+            system = torch.cat([
+                torch.cat([COULOMB_CONSTANT * kernel + torch.diag(diagonal[span]), ones], 1),
+                torch.cat([ones.T, kernel.new_zeros(1, 1)], 1)], 0)
+            q = torch.linalg.solve(system, torch.cat([-chi[span], total[k:k + 1]]))[:n]
             charges.append(q)
-            energy = 0.5 * COULOMB_CONSTANT * q * (kernel @ q)
-            if self.qeq_energy == "full":
-                energy = energy + q * (chi[start:start + n]
-                                       + 0.5 * diagonal[start:start + n] * q)
-            energies.append(energy)
+            if with_energies:
+                energy = 0.5 * COULOMB_CONSTANT * q * (kernel @ q)
+                if self.qeq_energy == "full":
+                    energy = energy + q * (chi[span] + 0.5 * diagonal[span] * q)
+                energies.append(energy)
         if not charges:
-            return raw.new_zeros(0), raw.new_zeros(0)
-        return torch.cat(energies), torch.cat(charges)
+            return (raw.new_zeros(0) if with_energies else None), raw.new_zeros(0)
+        return (torch.cat(energies) if with_energies else None), torch.cat(charges)
 
     def charges(self, graph: AtomicGraph, raw: torch.Tensor | None = None) -> torch.Tensor:
         """Charges ``(n_atoms,)`` in e that sum to each structure's total charge.
@@ -371,7 +372,7 @@ class Electrostatics(nn.Module):
         if raw is None:
             raw = self.raw_charges(graph)
         if self.charge_model == "qeq":
-            return self._equilibrate(graph, raw)[1]
+            return self._equilibrate(graph, raw, with_energies=False)[1]
         weight = self.weights(graph).to(raw.dtype)
         n = graph.n_systems
         total = graph.total_charge.to(raw.dtype)
