@@ -78,8 +78,8 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
-        shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local"
-        ) -> dict:
+        shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local",
+        element_weights: dict[str, float] | None = None) -> dict:
     """Train one model on ``train_path`` and return its errors on ``test_path``.
 
     ``shared``: the charges are a readout of the PaiNN's own features (one network);
@@ -87,6 +87,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     weight of the reference charges (0: charges learned from energies and forces alone).
     ``charge_model``: ``local``, ``qeq`` (charge equilibration, Coulomb energy of the
     charges) or ``qeq-full`` (``qeq_energy: full``), see `Electrostatics`.
+    ``element_weights``: ``loss.element_weights`` (both models; forces and charges).
     """
     name = f"{task}_coulomb_s{smearing:g}{'_shared' if shared else ''}" if coulomb \
         else f"{task}_plain"
@@ -94,6 +95,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         name += f"_q{charges_weight:g}"
     if coulomb and charge_model != "local":
         name += f"_{charge_model}"
+    if element_weights:
+        name += "_w" + "".join(f"{k}{v:g}" for k, v in sorted(element_weights.items()))
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
@@ -106,7 +109,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         "model": model,
         "loss": {"energy_weight": 10.0, "forces_weight": 1.0,
                  "charges_weight": charges_weight,
-                 "final_energy_weight": 100.0, "final_fraction": 0.2},
+                 "final_energy_weight": 100.0, "final_fraction": 0.2,
+                 "element_weights": element_weights or {}},
         "train": {"epochs": 100000, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
                   "time_limit_min": minutes, "threads": threads, "seed": 0},
         "output": {"run_dir": str(out / name), "plots": False},
@@ -123,6 +127,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         label += f", q weight {charges_weight:g}"
     if charge_model != "local":
         label += f", {charge_model}"
+    if element_weights:
+        label += ", element weights " + json.dumps(element_weights, sort_keys=True)
     row = {"task": task, "model": label if coulomb else "painn",
            "minutes": minutes, "epochs": len(result.history),
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
@@ -177,7 +183,9 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             raise SystemExit(f"--folds needs a single-file task, not {task}")
         tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}" + (
             f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "") + (
-            f"_{args.charge_model}" if args.charge_model != "local" else "")
+            f"_{args.charge_model}" if args.charge_model != "local" else "") + (
+            "_w" + "".join(f"{k}{v:g}" for k, v in sorted(args.element_weights.items()))
+            if args.element_weights else "")
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
         folds = []
         for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
@@ -190,13 +198,14 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
                     pair["coulomb" if coulomb else "plain"] = run(
                         task, coulomb, args.minutes, args.threads, train_path.parent,
                         train_path, test_path, params, args.smearing, args.charges == "shared",
-                        args.charges_weight, args.charge_model)
+                        args.charges_weight, args.charge_model, args.element_weights)
                 done.write_text(json.dumps(pair))
             folds.append(pair)
             print(f"fold {i}: " + json.dumps(pair), flush=True)
         summary = {"task": task, "folds": args.folds, "minutes": args.minutes,
                    "smearing_A": args.smearing, "charges": args.charges,
                    "charges_weight": args.charges_weight, "charge_model": args.charge_model,
+                   "element_weights": args.element_weights,
                    **meta}
         for key in ("energy_mae_meV_per_atom", "forces_mae_meV_per_A"):
             for model in ("plain", "coulomb"):
@@ -218,10 +227,11 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
                 symbol: float(np.mean(v)) for symbol, v in by_element.items()}
         summary["per_fold"] = folds
         key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight,
-               args.charge_model)
+               args.charge_model, args.element_weights)
         saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
                                       r["params"], r.get("charges_weight", 10.0),
-                                      r.get("charge_model", "local")) != key
+                                      r.get("charge_model", "local"),
+                                      r.get("element_weights", {})) != key
                  ] + [summary]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"runs": saved}, indent=1))
@@ -240,7 +250,8 @@ def cv_table(runs: list[dict]) -> list[str]:
          "F MAE Coulomb", "Coulomb better (F)", "charge R²"],
         ([r["task"], str(r["folds"]),
           f"{r['params']['n_features']} × {r['params']['n_interactions']}",
-          f"{r['smearing_A']:g}", r.get("charge_model", "local"),
+          f"{r['smearing_A']:g}", r.get("charge_model", "local") + "".join(
+              f", {k} ×{v:g}" for k, v in sorted(r.get("element_weights", {}).items())),
           f"{r.get('charges_weight', 10.0):g}", f"{r['minutes']:g}",
           pm(r, "plain_energy_mae_meV_per_atom", 2), pm(r, "coulomb_energy_mae_meV_per_atom", 2),
           f"{r['coulomb_better_energy_mae_meV_per_atom']}/{r['folds']}",
@@ -269,6 +280,9 @@ def main() -> None:
                         help="local charges with a uniform total-charge correction, or "
                              "charge equilibration (non-local charge transfer); qeq-full: "
                              "with the whole equilibration energy (qeq_energy: full)")
+    parser.add_argument("--element-weights", type=json.loads, default={},
+                        help="JSON of loss.element_weights for both models, e.g. "
+                             "'{\"Au\": 20}' (forces and charges of those atoms)")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of plain against Coulomb on the "
@@ -291,7 +305,7 @@ def main() -> None:
                 continue
             row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
                          test_path, params, args.smearing, args.charges == "shared",
-                         args.charges_weight, args.charge_model),
+                         args.charges_weight, args.charge_model, args.element_weights),
                    **meta}
             if coulomb:
                 row["smearing_A"] = args.smearing

@@ -170,6 +170,11 @@ class LossConfig:
         final_fraction: fraction of the run spent in the final stage.
         charges_weight: weight of the per-atom charge error (e^2) for models with an
             electrostatics term, on structures with reference charges.
+        element_weights: element symbol -> factor on that element's atoms in the per-atom
+            terms (forces and charges); unlisted elements 1. For a few atoms that matter
+            among many (a dopant, an adsorbate: e.g. ``{Au: 20}`` for 2 Au atoms among
+            110), whose errors a per-atom mean would otherwise drown. The terms stay
+            weighted means, so raising one element shifts weight from the others.
     """
 
     energy_weight: float = 10.0
@@ -180,9 +185,18 @@ class LossConfig:
     final_energy_weight: float = 0.0
     final_fraction: float = 0.2
     charges_weight: float = 10.0
+    element_weights: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
         """Range checks."""
+        from ase.data import atomic_numbers
+
+        for symbol, weight in self.element_weights.items():
+            if symbol not in atomic_numbers or symbol == "X":
+                raise ConfigError(f"loss.element_weights: {symbol!r} is not an element symbol")
+            if not (isinstance(weight, (int, float)) and weight >= 0):
+                raise ConfigError(f"loss.element_weights[{symbol!r}] must be a number >= 0, "
+                                  f"got {weight!r}")
         _in_range("loss.final_fraction", self.final_fraction, 0.0, 1.0)
         for name in ("energy_weight", "forces_weight", "stress_weight", "final_energy_weight",
                      "charges_weight"):

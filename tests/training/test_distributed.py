@@ -70,7 +70,7 @@ def test_shares_with_global_denominators_sum_to_the_whole_loss(emt_file):
         graph = AtomicGraph.from_atoms([frames[i] for i in sel], 4.0)
         targets = Targets.from_atoms([frames[i] for i in sel])
         out = model(graph, compute_forces=True, compute_stress=True, training=True)
-        return loss(out, targets, graph, den)[0].detach(), Loss.denominators(targets, graph)
+        return loss(out, targets, graph, den)[0].detach(), loss.denominators(targets, graph)
 
     whole, _ = part(range(6))
     shards = [[0, 2, 4], [1, 3, 5]]

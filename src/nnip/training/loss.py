@@ -3,7 +3,8 @@
     L = w_E <(ΔE / N)^2> + w_F <ΔF^2> + w_S <Δσ^2> + w_q <Δq^2>
 
 averaged over the structures (energy, stress; weighted by their weights) or force
-components (weighted by their structure's weight) that *have* the label; a structure
+components and charges (weighted by their structure's weight times their element's
+factor, ``loss.element_weights``) that *have* the label; a structure
 without a label does not enter that term. ``huber`` replaces the square by the Huber
 function with threshold ``delta``. The charge term (per atom, e) enters for models that
 predict charges, on structures with reference charges. Masks are applied by selection,
@@ -29,7 +30,21 @@ class Loss:
     """
 
     def __init__(self, config: LossConfig) -> None:
+        from ase.data import atomic_numbers
+
         self.config = config
+        self._element_factor = torch.ones(119, dtype=torch.float64)  # by atomic number
+        for symbol, factor in config.element_weights.items():
+            self._element_factor[atomic_numbers[symbol]] = float(factor)
+        self._uniform = not config.element_weights
+
+    def atom_weights(self, targets: Targets, graph: AtomicGraph) -> torch.Tensor:
+        """``(n_atoms,)`` each atom's weight: its structure's weight times its element's."""
+        weight = targets.weight[graph.system_idx]
+        if self._uniform:
+            return weight
+        factor = self._element_factor.to(weight.device)[graph.atomic_numbers]
+        return weight * factor.to(weight.dtype)
 
     def _penalty(self, diff: torch.Tensor) -> torch.Tensor:
         if self.config.kind == "huber":
@@ -37,8 +52,7 @@ class Loss:
                                                   delta=self.config.huber_delta)
         return diff**2
 
-    @staticmethod
-    def denominators(targets: Targets, graph: AtomicGraph) -> torch.Tensor:
+    def denominators(self, targets: Targets, graph: AtomicGraph) -> torch.Tensor:
         """``(4,)`` the normalisers of the energy, force, stress and charge terms.
 
         The summed weights of the structures (energy, stress x 9 components), force
@@ -46,7 +60,7 @@ class Loss:
         the processes, so that each process's share of the loss is normalised by the
         whole global batch.
         """
-        w_atom = targets.weight[graph.system_idx]
+        w_atom = self.atom_weights(targets, graph)
         return torch.stack([
             targets.weight[targets.has_energy].sum(),
             3.0 * w_atom[targets.has_forces[graph.system_idx]].sum(),
@@ -77,6 +91,7 @@ class Loss:
         n_atoms = graph.atoms_per_system.to(out.energy.dtype)
         total = out.energy.new_zeros(())
         parts: dict[str, float] = {}
+        w_atom = self.atom_weights(targets, graph)  # (n_atoms,)
         if c.energy_weight > 0 and bool(targets.has_energy.any()):
             sel = targets.has_energy
             diff = (out.energy[sel] - targets.energy[sel]) / n_atoms[sel]  # (n_sel,) eV/atom
@@ -86,7 +101,7 @@ class Loss:
         if c.forces_weight > 0 and out.forces is not None and bool(targets.has_forces.any()):
             atom_sel = targets.has_forces[graph.system_idx]  # (n_atoms,)
             diff = out.forces[atom_sel] - targets.forces[atom_sel]  # (n_sel, 3) eV/Å
-            w = targets.weight[graph.system_idx][atom_sel].unsqueeze(-1).expand_as(diff)
+            w = w_atom[atom_sel].unsqueeze(-1).expand_as(diff)
             term = self._weighted_mean(self._penalty(diff), w, den[1])
             total = total + c.forces_weight * term
             parts["forces"] = float(term.detach())
@@ -100,7 +115,7 @@ class Loss:
         if c.charges_weight > 0 and out.charges is not None and bool(targets.has_charges.any()):
             atom_sel = targets.has_charges[graph.system_idx]
             diff = out.charges[atom_sel] - targets.charges[atom_sel]  # (n_sel,) e
-            w = targets.weight[graph.system_idx][atom_sel]
+            w = w_atom[atom_sel]
             term = self._weighted_mean(self._penalty(diff), w, den[3])
             total = total + c.charges_weight * term
             parts["charges"] = float(term.detach())

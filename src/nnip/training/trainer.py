@@ -361,7 +361,7 @@ class _Run:
             graph, targets = self.train_set.batch(local, self.device, torch.float64)
         denominators = None
         if group.world > 1:  # normalise every process's share by the whole global batch
-            own = Loss.denominators(targets, graph) if len(local) else \
+            own = self.loss.denominators(targets, graph) if len(local) else \
                 torch.zeros(4, dtype=torch.float64, device=self.device)
             denominators = group.sum(own)
         if len(local):
