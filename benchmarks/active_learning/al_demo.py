@@ -130,6 +130,9 @@ def main() -> None:
                         help="training budget per iteration and for each baseline")
     parser.add_argument("--absolute", action="store_true",
                         help="ethanol-xtb: the absolute window 0.2-0.8 eV/Å of the first runs")
+    parser.add_argument("--redo-random", action="store_true",
+                        help="after a finished run in --out: redo only the random baseline "
+                             "(new pool, same number of frames as the loop labelled)")
     args = parser.parse_args()
     TRAIN["time_limit_min"] = args.train_minutes
     torch.set_num_threads(args.threads)
@@ -168,16 +171,14 @@ def main() -> None:
     (out / "al.yaml").write_text(yaml.safe_dump(config))
     state = run_active_learning(out / "al.yaml", progress=False)
     n_labelled = sum(r.get("n_labelled", 0) for r in state["history"])
-    # Random baseline with the same number of labelled frames from plain oracle MD.
-    pool = _oracle_md(args.system, spec["explore_K"], 60, 20, seed=7)
-    pick = np.random.default_rng(0).choice(len(pool), size=min(n_labelled, len(pool)),
-                                           replace=False)
-    ase.io.write(out / "random.xyz", [pool[i] for i in sorted(pick)])
-    baseline = train({"data": {"train": [str(out / "init.xyz"), str(out / "random.xyz")],
-                               "validation_fraction": 0.1},
-                      "model": model, "train": TRAIN,
-                      "output": {"run_dir": str(out / "random_run"), "plots": False}},
-                     progress=False)
+    baseline = _random_baseline(args.system, spec, out, n_labelled, model)
+    if args.redo_random:  # keep the loop's rows, replace the random one
+        results = json.loads((out / "results.json").read_text())
+        results["random"] = {**_errors(baseline.model, ase.io.read(out / "test.xyz", ":")),
+                             **_stability(args.system, baseline.model, args.stability_ps),
+                             "n_frames": n_labelled, "redone": run_meta(args.threads)}
+        _write_results(out, results, args.system, spec, args.stability_ps, n_labelled)
+        return
     # The loop's data retrained from scratch exactly as the baseline: compares the data.
     labelled = sorted(str(p) for p in (out / "al" / "labelled").glob("iter_*.extxyz"))
     rescratch = train({"data": {"train": [str(out / "init.xyz"), *labelled],
@@ -198,14 +199,36 @@ def main() -> None:
                    **_stability(args.system, rescratch.model, args.stability_ps)},
                "random": {**_errors(baseline.model, test),
                           **_stability(args.system, baseline.model, args.stability_ps)}}
+    _write_results(out, results, args.system, spec, args.stability_ps, n_labelled)
+
+
+def _random_baseline(system, spec, out, n_labelled, model):
+    """Train on the start frames plus ``n_labelled`` frames drawn at random from plain
+    oracle MD at the exploration temperatures (the pool holds about twice as many)."""
+    per_t = max(60, -(-2 * n_labelled // len(spec["explore_K"])))
+    pool = _oracle_md(system, spec["explore_K"], per_t, 20, seed=7)
+    if len(pool) < n_labelled:  # the oracle failed on frames: never compare fewer frames
+        raise SystemExit(f"random pool has {len(pool)} frames, fewer than the loop's "
+                         f"{n_labelled} labels")
+    pick = np.random.default_rng(0).choice(len(pool), size=n_labelled, replace=False)
+    ase.io.write(out / "random.xyz", [pool[i] for i in sorted(pick)])
+    return train({"data": {"train": [str(out / "init.xyz"), str(out / "random.xyz")],
+                           "validation_fraction": 0.1},
+                  "model": model, "train": TRAIN,
+                  "output": {"run_dir": str(out / "random_run"), "plots": False}},
+                 progress=False)
+
+
+def _write_results(out, results, system, spec, stability_ps, n_labelled):
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    lines = [f"{args.system}, {meta['machine']}, {meta['date']}, nnip {meta['nnip']}, "
+    meta = results["meta"]
+    lines = [f"{system}, {meta['machine']}, {meta['date']}, nnip {meta['nnip']}, "
              f"torch {meta['torch']}", "",
              *markdown_table(
                  ["model", "labelled frames", "test E MAE (meV/atom)", "test F MAE (meV/Å)",
-                  f"{args.stability_ps:g} ps NVT at {spec['stability_K']:g} K"],
-                 ([name, str(n_labelled), f"{r['energy_mae_meV_per_atom']:.2f}",
-                   f"{r['forces_mae_meV_per_A']:.1f}",
+                  f"{stability_ps:g} ps NVT at {spec['stability_K']:g} K"],
+                 ([name, str(r.get("n_frames", n_labelled)),
+                   f"{r['energy_mae_meV_per_atom']:.2f}", f"{r['forces_mae_meV_per_A']:.1f}",
                    "stable" if r["stable"] else f"stopped: {r['stopped']}"]
                   for name, r in results.items() if name in (
                       "active", "active, retrained from scratch", "random")))]
