@@ -25,6 +25,8 @@ stop = stable) and the last frame's energy is compared with the oracle.
 Usage (repository root, project environment)::
 
     python benchmarks/active_learning/al_demo.py --system cu-emt --out runs/al_cu
+    # then, on the finished run: error per labelled frame, loop vs random (curve.png)
+    python benchmarks/active_learning/al_demo.py --system cu-emt --out runs/al_cu --curve
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ def main() -> None:
                         help="training budget per iteration and for each baseline")
     parser.add_argument("--absolute", action="store_true",
                         help="ethanol-xtb: the absolute window 0.2-0.8 eV/Å of the first runs")
+    parser.add_argument("--curve", type=int, nargs="*", default=None, metavar="ITERATION",
+                        help="after a finished run in --out: learning curves. At the loop's "
+                             "label counts after these iterations (default every third), "
+                             "train on the loop's frames from scratch and on as many random "
+                             "frames (nested subsets of one pool, --curve-seeds draws)")
+    parser.add_argument("--curve-seeds", type=int, default=2)
     parser.add_argument("--redo-random", action="store_true",
                         help="after a finished run in --out: redo only the random baseline "
                              "(new pool, same number of frames as the loop labelled)")
@@ -171,6 +179,9 @@ def main() -> None:
     (out / "al.yaml").write_text(yaml.safe_dump(config))
     state = run_active_learning(out / "al.yaml", progress=False)
     n_labelled = sum(r.get("n_labelled", 0) for r in state["history"])
+    if args.curve is not None:
+        _learning_curves(args, spec, out, state, model)
+        return
     baseline = _random_baseline(args.system, spec, out, n_labelled, model)
     if args.redo_random:  # keep the loop's rows, replace the random one
         results = json.loads((out / "results.json").read_text())
@@ -217,6 +228,84 @@ def _random_baseline(system, spec, out, n_labelled, model):
                   "model": model, "train": TRAIN,
                   "output": {"run_dir": str(out / "random_run"), "plots": False}},
                  progress=False)
+
+
+def _learning_curves(args, spec, out, state, model):
+    """Test errors against the number of labelled frames: the loop's committee at each
+    iteration (its own history), the loop's frames up to that iteration retrained from
+    scratch, and the same number of random frames of plain oracle MD (``--curve-seeds``
+    nested draws from one pool); written to ``curve.json`` and ``curve.png`` in ``out``."""
+    history = state["history"]
+    labelled = sorted((out / "al" / "labelled").glob("iter_*.extxyz"))
+    counts = np.cumsum([r.get("n_labelled", 0) for r in history])  # after iteration k
+    iterations = args.curve or list(range(2, len(history), 3))
+    test = ase.io.read(out / "test.xyz", ":")
+    n_max = int(max(counts[k] for k in iterations))
+    per_t = max(60, -(-2 * n_max // len(spec["explore_K"])))
+    pool_path = out / "curve_pool.xyz"
+    if not pool_path.exists():
+        ase.io.write(pool_path, _oracle_md(args.system, spec["explore_K"], per_t, 20, seed=7))
+    pool = ase.io.read(pool_path, ":")
+    path = out / "curve.json"
+    curve = json.loads(path.read_text()) if path.exists() else {"points": []}
+    done = {(p["kind"], p["n_labelled"], p.get("seed")) for p in curve["points"]}
+
+    def fit(name, files, kind, n, seed=None):
+        if (kind, n, seed) in done:  # resumable: finished points are kept
+            return
+        result = train({"data": {"train": [str(out / "init.xyz"), *files],
+                                 "validation_fraction": 0.1},
+                        "model": model, "train": TRAIN,
+                        "output": {"run_dir": str(out / "curve" / name), "plots": False}},
+                       progress=False)
+        curve["points"].append({"kind": kind, "n_labelled": n, "seed": seed,
+                                **_errors(result.model, test)})
+        path.write_text(json.dumps(curve, indent=1))
+        print(json.dumps(curve["points"][-1]), flush=True)
+
+    for k in iterations:
+        n = int(counts[k])
+        files = [str(p) for p in labelled if int(p.stem.split("_")[1]) <= k]
+        fit(f"active_{n}", files, "active, retrained from scratch", n)
+        for seed in range(args.curve_seeds):
+            pick = np.random.default_rng(seed).permutation(len(pool))[:n]  # nested in n
+            subset = out / "curve" / f"random_{n}_s{seed}.xyz"
+            subset.parent.mkdir(parents=True, exist_ok=True)
+            ase.io.write(subset, [pool[i] for i in sorted(pick)])
+            fit(f"random_{n}_s{seed}", [str(subset)], "random", n, seed)
+    curve["loop"] = [{"iteration": r["iteration"], "n_labelled": int(c) - r.get("n_labelled", 0),
+                      "energy_mae_meV_per_atom": r.get("test_energy_mae_meV_per_atom"),
+                      "forces_mae_meV_per_A": r.get("test_forces_mae_meV_per_A")}
+                     for r, c in zip(history, counts)]  # the committee trained before labelling
+    curve["meta"], curve["train"] = run_meta(args.threads), TRAIN
+    path.write_text(json.dumps(curve, indent=1))
+    _plot_curve(curve, out / "curve.png", args.system)
+
+
+def _plot_curve(curve, path, system):
+    from nnip.validate.errors import _figure
+
+    fig, axes = _figure(2)
+    for ax, key, unit in zip(axes, ("energy_mae_meV_per_atom", "forces_mae_meV_per_A"),
+                             ("meV/atom", "meV/Å")):
+        loop = [p for p in curve.get("loop", []) if p[key] is not None]
+        ax.plot([p["n_labelled"] for p in loop], [p[key] for p in loop], "o-",
+                label="active learning (loop committee)")
+        for kind, marker in (("active, retrained from scratch", "s"), ("random", "^")):
+            points = [p for p in curve["points"] if p["kind"] == kind]
+            ns = sorted({p["n_labelled"] for p in points})
+            mean = [np.mean([p[key] for p in points if p["n_labelled"] == n]) for n in ns]
+            ax.plot(ns, mean, marker + "--", label=kind if kind != "random" else
+                    "random frames of oracle MD (mean of draws)")
+            if kind == "random":
+                ax.plot([p["n_labelled"] for p in points], [p[key] for p in points], marker,
+                        alpha=0.3, color=ax.lines[-1].get_color())
+        ax.set_xlabel("labelled frames")
+        ax.set_ylabel(f"test MAE ({unit})")
+        ax.set_yscale("log")
+        ax.set_title(f"{system}: {key.split('_')[0]}")
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
 
 
 def _write_results(out, results, system, spec, stability_ps, n_labelled):
