@@ -90,3 +90,29 @@ def test_element_weights_config_errors(tmp_path):
         path.write_text(f"data: {{train: [x.xyz]}}\nloss: {{element_weights: {bad}}}\n")
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_config(path)
+
+
+def test_element_weights_for_an_element_absent_from_the_data(emt_file, tmp_path):
+    from nnip.training import train
+
+    from .conftest import small_config
+
+    config = small_config(emt_file, tmp_path / "run")
+    config["loss"] = {"element_weights": {"Au": 20}}
+    with pytest.raises(ConfigError, match=r"names \['Au'\], which no structure"):
+        train(config, progress=False)
+
+
+def test_training_with_element_weights(emt_file, tmp_path):
+    """`nnip train` honours the factors: same seed, same data, another loss."""
+    from nnip.training import train
+
+    from .conftest import small_config
+
+    losses = []
+    for k, weights in enumerate(({}, {"Cu": 5.0})):
+        config = small_config(emt_file, tmp_path / f"run{k}", epochs=1)
+        config["loss"] = {"element_weights": weights}
+        result = train(config, progress=False)
+        losses.append(result.history[0]["train_loss"])
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3)

@@ -139,6 +139,10 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
     missing = [s for s in elements if s not in m.e0]
     if missing:
         raise ConfigError(f"model.e0 has no value for element(s) {missing}")
+    unused = sorted(set(resolved.loss.element_weights) - set(elements))
+    if unused:  # a misspelt or absent element would silently weigh nothing
+        raise ConfigError(f"loss.element_weights names {unused}, which no structure of the "
+                          f"data contains (elements: {elements})")
     if m.scale == 0:
         m.scale = energy_scale(splits.train, m.e0)
     m.params = _with_avg_neighbors(m.arch, m.params, train_set)
