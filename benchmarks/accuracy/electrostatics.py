@@ -76,6 +76,12 @@ def _split(task: str, out: Path) -> tuple[Path, Path]:
     return train_path, test_path
 
 
+def _weights_tag(element_weights: dict[str, float] | None) -> str:
+    """``_wAu20`` for ``{"Au": 20}``: the folder-name part of ``--element-weights``."""
+    return "_w" + "".join(f"{k}{v:g}" for k, v in sorted(element_weights.items())) \
+        if element_weights else ""
+
+
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
         shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local",
@@ -95,8 +101,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         name += f"_q{charges_weight:g}"
     if coulomb and charge_model != "local":
         name += f"_{charge_model}"
-    if element_weights:
-        name += "_w" + "".join(f"{k}{v:g}" for k, v in sorted(element_weights.items()))
+    name += _weights_tag(element_weights)
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
@@ -183,9 +188,8 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             raise SystemExit(f"--folds needs a single-file task, not {task}")
         tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}" + (
             f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "") + (
-            f"_{args.charge_model}" if args.charge_model != "local" else "") + (
-            "_w" + "".join(f"{k}{v:g}" for k, v in sorted(args.element_weights.items()))
-            if args.element_weights else "")
+            f"_{args.charge_model}" if args.charge_model != "local" else "") + \
+            _weights_tag(args.element_weights)
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
         folds = []
         for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):

@@ -191,12 +191,8 @@ def main() -> None:
         _write_results(out, results, args.system, spec, args.stability_ps, n_labelled)
         return
     # The loop's data retrained from scratch exactly as the baseline: compares the data.
-    labelled = sorted(str(p) for p in (out / "al" / "labelled").glob("iter_*.extxyz"))
-    rescratch = train({"data": {"train": [str(out / "init.xyz"), *labelled],
-                                "validation_fraction": 0.1},
-                       "model": model, "train": TRAIN,
-                       "output": {"run_dir": str(out / "active_scratch_run"), "plots": False}},
-                      progress=False)
+    labelled = sorted((out / "al" / "labelled").glob("iter_*.extxyz"))
+    rescratch = _train_with_start(out, labelled, out / "active_scratch_run", model)
     final = load_model(state["model"])
     test = ase.io.read(out / "test.xyz", ":")
     meta = run_meta(args.threads)
@@ -213,21 +209,33 @@ def main() -> None:
     _write_results(out, results, args.system, spec, args.stability_ps, n_labelled)
 
 
-def _random_baseline(system, spec, out, n_labelled, model):
-    """Train on the start frames plus ``n_labelled`` frames drawn at random from plain
-    oracle MD at the exploration temperatures (the pool holds about twice as many)."""
+def _train_with_start(out, files, run_dir, model):
+    """Train (`TRAIN` settings) on the start frames plus ``files``."""
+    return train({"data": {"train": [str(out / "init.xyz"), *map(str, files)],
+                           "validation_fraction": 0.1},
+                  "model": model, "train": TRAIN,
+                  "output": {"run_dir": str(run_dir), "plots": False}},
+                 progress=False)
+
+
+def _random_pool(system, spec, n_labelled):
+    """Frames of plain oracle MD at the exploration temperatures, about twice
+    ``n_labelled`` (at least 60 per temperature)."""
     per_t = max(60, -(-2 * n_labelled // len(spec["explore_K"])))
     pool = _oracle_md(system, spec["explore_K"], per_t, 20, seed=7)
     if len(pool) < n_labelled:  # the oracle failed on frames: never compare fewer frames
         raise SystemExit(f"random pool has {len(pool)} frames, fewer than the loop's "
                          f"{n_labelled} labels")
+    return pool
+
+
+def _random_baseline(system, spec, out, n_labelled, model):
+    """Train on the start frames plus ``n_labelled`` frames drawn at random from
+    `_random_pool`."""
+    pool = _random_pool(system, spec, n_labelled)
     pick = np.random.default_rng(0).choice(len(pool), size=n_labelled, replace=False)
     ase.io.write(out / "random.xyz", [pool[i] for i in sorted(pick)])
-    return train({"data": {"train": [str(out / "init.xyz"), str(out / "random.xyz")],
-                           "validation_fraction": 0.1},
-                  "model": model, "train": TRAIN,
-                  "output": {"run_dir": str(out / "random_run"), "plots": False}},
-                 progress=False)
+    return _train_with_start(out, [out / "random.xyz"], out / "random_run", model)
 
 
 def _learning_curves(args, spec, out, state, model):
@@ -240,11 +248,10 @@ def _learning_curves(args, spec, out, state, model):
     counts = np.cumsum([r.get("n_labelled", 0) for r in history])  # after iteration k
     iterations = args.curve or list(range(2, len(history), 3))
     test = ase.io.read(out / "test.xyz", ":")
-    n_max = int(max(counts[k] for k in iterations))
-    per_t = max(60, -(-2 * n_max // len(spec["explore_K"])))
     pool_path = out / "curve_pool.xyz"
     if not pool_path.exists():
-        ase.io.write(pool_path, _oracle_md(args.system, spec["explore_K"], per_t, 20, seed=7))
+        ase.io.write(pool_path, _random_pool(args.system, spec,
+                                             int(max(counts[k] for k in iterations))))
     pool = ase.io.read(pool_path, ":")
     path = out / "curve.json"
     curve = json.loads(path.read_text()) if path.exists() else {"points": []}
@@ -253,11 +260,7 @@ def _learning_curves(args, spec, out, state, model):
     def fit(name, files, kind, n, seed=None):
         if (kind, n, seed) in done:  # resumable: finished points are kept
             return
-        result = train({"data": {"train": [str(out / "init.xyz"), *files],
-                                 "validation_fraction": 0.1},
-                        "model": model, "train": TRAIN,
-                        "output": {"run_dir": str(out / "curve" / name), "plots": False}},
-                       progress=False)
+        result = _train_with_start(out, files, out / "curve" / name, model)
         curve["points"].append({"kind": kind, "n_labelled": n, "seed": seed,
                                 **_errors(result.model, test)})
         path.write_text(json.dumps(curve, indent=1))
@@ -265,14 +268,14 @@ def _learning_curves(args, spec, out, state, model):
 
     for k in iterations:
         n = int(counts[k])
-        files = [str(p) for p in labelled if int(p.stem.split("_")[1]) <= k]
+        files = [p for p in labelled if int(p.stem.split("_")[1]) <= k]
         fit(f"active_{n}", files, "active, retrained from scratch", n)
         for seed in range(args.curve_seeds):
             pick = np.random.default_rng(seed).permutation(len(pool))[:n]  # nested in n
             subset = out / "curve" / f"random_{n}_s{seed}.xyz"
             subset.parent.mkdir(parents=True, exist_ok=True)
             ase.io.write(subset, [pool[i] for i in sorted(pick)])
-            fit(f"random_{n}_s{seed}", [str(subset)], "random", n, seed)
+            fit(f"random_{n}_s{seed}", [subset], "random", n, seed)
     curve["loop"] = [{"iteration": r["iteration"], "n_labelled": int(c) - r.get("n_labelled", 0),
                       "energy_mae_meV_per_atom": r.get("test_energy_mae_meV_per_atom"),
                       "forces_mae_meV_per_A": r.get("test_forces_mae_meV_per_A")}

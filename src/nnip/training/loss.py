@@ -36,12 +36,11 @@ class Loss:
         self._element_factor = torch.ones(119, dtype=torch.float64)  # by atomic number
         for symbol, factor in config.element_weights.items():
             self._element_factor[atomic_numbers[symbol]] = float(factor)
-        self._uniform = not config.element_weights
 
     def atom_weights(self, targets: Targets, graph: AtomicGraph) -> torch.Tensor:
         """``(n_atoms,)`` each atom's weight: its structure's weight times its element's."""
         weight = targets.weight[graph.system_idx]
-        if self._uniform:
+        if not self.config.element_weights:
             return weight
         factor = self._element_factor.to(weight.device)[graph.atomic_numbers]
         return weight * factor.to(weight.dtype)
