@@ -396,7 +396,3 @@ def test_qeq_model_file_calculator_and_refusals(tmp_path):
         build("painn", ["C"], 3.5, electrostatics={"charge_model": "eem"})
     with pytest.raises(ConfigError, match="qeq_energy"):
         build("painn", ["C"], 3.5, electrostatics={"charge_model": "qeq", "qeq_energy": "x"})
-    from nnip.export.compiled import export_compiled
-
-    with pytest.raises(ModelError, match="charge_model 'local'"):
-        export_compiled(model, tmp_path / "q.pt2", progress=False)

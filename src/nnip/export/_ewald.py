@@ -27,6 +27,12 @@ below). Then, with ``A + iB = S(k)`` and ``c_i + i s_i = exp(i k·r_i)``:
 
 and E = ½ Σ_i q_i φ_i (E is quadratic in q), so per-atom energies are ½ q_i φ_i.
 Cost: O(N N_k) with N_k ≈ V k_max^3 / (12 π^2) k-vectors (k_max = √(2 ln(1/accuracy))/σ).
+
+φ is linear in q: φ = C q with the symmetric ``C (n, n)`` of `coulomb_matrix`, the
+operator that charge equilibration (``charge_model: qeq``) solves with; `equilibrate`
+gives its charges, energy, forces and virial, and what the package's second pass needs
+(the derivation is in its docstring; LAMMPS runs the same steps with conjugate
+gradients instead of a dense solve).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import numpy as np
 
 from nnip.physics.electrostatics import COULOMB_CONSTANT
 
-__all__ = ["ACCURACY", "ewald", "kvectors"]
+__all__ = ["ACCURACY", "coulomb_matrix", "equilibrate", "ewald", "kvectors"]
 
 ACCURACY = 1e-12
 """Default: k-vectors with ``exp(-σ^2 k^2 / 2)`` down to this are summed. Measured on a
@@ -114,3 +120,93 @@ def ewald(positions: np.ndarray, charges: np.ndarray, cell: np.ndarray, smearing
     virial += -background * total * total * np.eye(3)
     energy = 0.5 * float(q @ potential)
     return energy, potential, forces, virial
+
+
+def coulomb_matrix(positions: np.ndarray, cell: np.ndarray, smearing: float,
+                   accuracy: float = ACCURACY, chunk: int = 4096) -> np.ndarray:
+    """The symmetric matrix ``C (n_atoms, n_atoms)`` in eV/e² with ``φ = C q`` (`ewald`).
+
+    ``C = Σ_k 2 G(k) (c cᵀ + s sᵀ) - 2 k_e / (√(2π) σ) 1 - 2 k_e π σ² / V 11ᵀ``: the
+    Gaussians' periodic interaction without their self interaction, with the
+    neutralising background. ``½ qᵀ C q`` is `ewald`'s energy. Memory n² doubles.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    volume = abs(float(np.linalg.det(cell)))
+    sigma, k_e = float(smearing), COULOMB_CONSTANT
+    k_all = kvectors(cell, sigma, accuracy)
+    matrix = np.zeros((len(pos), len(pos)))
+    for start in range(0, len(k_all), chunk):
+        k = k_all[start:start + chunk]
+        k2 = np.einsum("kd,kd->k", k, k)
+        g = k_e * 4.0 * math.pi * np.exp(-0.5 * sigma * sigma * k2) / (volume * k2)
+        phase = k @ pos.T  # (m, n)
+        cos, sin = np.cos(phase), np.sin(phase)
+        matrix += 2.0 * ((cos.T * g) @ cos + (sin.T * g) @ sin)
+    matrix -= 2.0 * k_e / (math.sqrt(2.0 * math.pi) * sigma) * np.eye(len(pos))
+    matrix -= 2.0 * k_e * math.pi * sigma * sigma / volume
+    return matrix
+
+
+def equilibrate(positions: np.ndarray, cell: np.ndarray, raw: np.ndarray,
+                hardness: np.ndarray, total_charge: float, smearing: float,
+                chi_scale: float, energy: str = "coulomb", accuracy: float = ACCURACY
+                ) -> dict[str, np.ndarray | float]:
+    """Charge equilibration of a 3D-periodic cell, with its energy, forces and virial.
+
+    As `nnip.physics.electrostatics.Electrostatics` with ``charge_model: qeq``: the
+    electronegativities are ``χ = -chi_scale q̃``, ``H = C + diag(J + s₀)`` with
+    ``s₀ = k_e √(2/π) / σ`` the Gaussian's self interaction (`coulomb_matrix` holds it
+    subtracted), and the charges solve ``H q - μ 1 = -χ``, ``Σ q = Q``. With ``φ = C q``:
+
+    - ``energy="coulomb"`` (E = ½ qᵀ C q): differentiating the constrained solve, the
+      adjoint ``λ`` (``H λ - ν 1 = φ``, ``Σ λ = 0``) gives
+      ``dE = ½ qᵀ dC q - λᵀ dC q - λᵀ dχ = ½ (q-λ)ᵀ dC (q-λ) - ½ λᵀ dC λ - λᵀ dχ``,
+      so the fixed-charge forces and virial are `ewald`'s for ``q - λ`` minus those for
+      ``λ``, and ``ψ = ∂E/∂q̃ = chi_scale λ``;
+    - ``energy="full"`` (E = E_Qeq at its minimum, ``½ qᵀ C q + Σ χ q + ½ Σ (J + s₀) q²``):
+      q is stationary, so the forces are `ewald`'s at fixed q and ``ψ = -chi_scale q``.
+
+    Args:
+        positions: ``(n, 3)`` Å.
+        cell: ``(3, 3)`` Å, rows are lattice vectors.
+        raw: ``(n,)`` the network's raw outputs q̃ (e).
+        hardness: ``(n,)`` J in eV/e².
+        total_charge: Q in e.
+        smearing: σ in Å.
+        chi_scale: d₀ in eV/e (``χ = -d₀ q̃``).
+        energy: ``coulomb`` or ``full`` (the model's ``qeq_energy``).
+        accuracy: see `kvectors`.
+
+    Returns:
+        ``charges (n,)`` e, ``energy`` eV, ``energies (n,)`` eV, ``forces (n, 3)`` eV/Å and
+        ``virial (3, 3)`` eV at fixed q̃ (the electrostatic part), ``psi (n,)`` eV/e
+        (``∂E/∂q̃``, the input of the package's second pass).
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    raw = np.asarray(raw, dtype=np.float64)
+    n = len(raw)
+    matrix = coulomb_matrix(pos, cell, smearing, accuracy)
+    diagonal = np.asarray(hardness, dtype=np.float64) + \
+        COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing
+    chi = -chi_scale * raw
+    system = np.zeros((n + 1, n + 1))
+    system[:n, :n] = matrix + np.diag(diagonal)
+    system[:n, n] = system[n, :n] = 1.0
+    q = np.linalg.solve(system, np.concatenate([-chi, [total_charge]]))[:n]
+    phi = matrix @ q
+    energies = 0.5 * q * phi
+    if energy == "full":
+        energies = energies + q * (chi + 0.5 * diagonal * q)
+        _, _, forces, virial = ewald(pos, q, cell, smearing, accuracy)
+        psi = -chi_scale * q
+    elif energy == "coulomb":
+        adjoint = np.linalg.solve(system, np.concatenate([phi, [0.0]]))[:n]
+        _, _, forces, virial = ewald(pos, q - adjoint, cell, smearing, accuracy)
+        _, _, forces_a, virial_a = ewald(pos, adjoint, cell, smearing, accuracy)
+        forces, virial = forces - forces_a, virial - virial_a
+        psi = chi_scale * adjoint
+    else:
+        raise ValueError(f"qeq energy must be 'coulomb' or 'full', got {energy!r}")
+    return {"charges": q, "energy": float(energies.sum()), "energies": energies,
+            "forces": forces, "virial": virial, "psi": psi}

@@ -58,6 +58,15 @@ derivatives. One step is then:
 3. ``ψ_j = φ_j - Σ_i w_i φ_i / Σ_i w_i`` (because ``∂q_i/∂q̃_j = δ_ij - w_i / Σw``);
 4. pass 2 (the main entry, ``psi = ψ``) gives the rest.
 
+**Charge equilibration** (``charge_model: qeq``; format ``nnip-aoti-3``): the same two
+entries, with ``w`` replaced by the per-atom hardness ``J`` (eV/e²) and ``q̃`` the raw
+output that gives the electronegativity ``χ = -d₀ q̃`` (metadata ``chi_scale``: d₀,
+eV/e). Between the passes the charges solve ``(C + diag(J + s₀)) q - μ 1 = -χ``,
+``Σ q = Q`` (C: the Ewald operator, `nnip.export._ewald.coulomb_matrix`), and ψ comes
+from the adjoint solve of `nnip.export._ewald.equilibrate` (``qeq_energy: coulomb``) or
+is ``-d₀ q`` (``full``); Python solves densely, LAMMPS by conjugate gradients with the
+distributed Ewald sum as the operator.
+
 3D-periodic cells only; a committee with electrostatics is refused. The sum is a
 converged Ewald sum whatever the model's ``method`` (a model that uses PME differs from
 the package by PME's error, ~1e-6 relative).
@@ -67,8 +76,9 @@ The package's metadata (``get_metadata()`` in C++ and Python) holds ``elements``
 ghost shell message passing needs), ``dtype``, ``committee`` (members, 0 for a single
 model), ``calibration`` (of the committee's spread), ``nnip_version``, ``format`` and the
 model file's provenance summary; with electrostatics also ``electrostatics``
-(``ewald``), ``smearing`` (σ, Å) and ``ewald_accuracy`` (the smallest Gaussian factor
-``exp(-σ^2 k^2 / 2)`` summed).
+(``ewald``), ``smearing`` (σ, Å), ``ewald_accuracy`` (the smallest Gaussian factor
+``exp(-σ^2 k^2 / 2)`` summed) and ``charge_model`` (``local`` or ``qeq``; for ``qeq``
+also ``qeq_energy`` and ``chi_scale``).
 
 A D3 dispersion term (`nnip.physics.dispersion.D3Dispersion`, with its own 15 Å list)
 is left out of the compiled graph and carried as metadata instead: ``d3`` (its settings,
@@ -93,21 +103,24 @@ from torch import nn
 
 from nnip.data.graph import AtomicGraph
 from nnip.errors import ModelError, ModelFileError
-from nnip.export._ewald import ACCURACY, ewald
+from nnip.export._ewald import ACCURACY, equilibrate, ewald
 from nnip.models.committee import Committee, force_spread
 from nnip.models.potential import Potential, use_static_shapes
 from nnip.nn.embedding import TypeMap
 from nnip.physics.dispersion import D3Dispersion
 from nnip.physics.electrostatics import Electrostatics
 
-__all__ = ["CHARGES_FORMAT", "FORMAT", "CompiledPotential", "ExportedModule", "export_compiled",
-           "lammps_lines", "load_compiled", "parity"]
+__all__ = ["CHARGES_FORMAT", "FORMAT", "QEQ_FORMAT", "CompiledPotential", "ExportedModule",
+           "export_compiled", "lammps_lines", "load_compiled", "parity"]
 
 FORMAT = "nnip-aoti-1"
 """Version tag of the compiled function's signature (inputs, outputs, metadata)."""
 
 CHARGES_FORMAT = "nnip-aoti-2"
 """The signature of models with electrostatics: ``psi`` in, ``q_raw`` and ``w`` out."""
+
+QEQ_FORMAT = "nnip-aoti-3"
+"""As `CHARGES_FORMAT`, for charge equilibration: the second output is the hardness."""
 
 
 class ExportedModule(nn.Module):
@@ -243,11 +256,6 @@ def _electrostatics_term(potential: Potential) -> Electrostatics | None:
             "only one electrostatics term is supported"
         raise ModelError(f"compiled export does not carry these long-range terms ({names}): "
                          f"{why}; export a model without them")
-    if found[0].charge_model != "local":
-        raise ModelError(f"compiled export carries electrostatics with charge_model 'local' "
-                         f"only; this model's charges come from {found[0].charge_model!r} "
-                         "(a linear solve over all atoms, which LAMMPS' domains cannot split "
-                         "yet): use the model through the ASE calculator or nnip md")
     return found[0]
 
 
@@ -382,8 +390,10 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         dynamic_shapes=(*dynamic, {0: n_atoms}) if coulomb is not None else dynamic)
     say(f"nnip export: traced and exported in {time.perf_counter() - start:.0f} s; "
         "compiling with AOTInductor ...")
+    term = module.electrostatics
+    qeq = term is not None and term.charge_model == "qeq"
     metadata = {
-        "format": FORMAT if coulomb is None else CHARGES_FORMAT,
+        "format": FORMAT if coulomb is None else QEQ_FORMAT if qeq else CHARGES_FORMAT,
         "elements": ",".join(model.elements), "cutoff": repr(model.cutoff),
         "ghost_cutoff": repr(_layers(model) * model.cutoff),
         "dtype": str(model.model_dtype).removeprefix("torch."),
@@ -395,6 +405,9 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         "electrostatics": "" if coulomb is None else "ewald",
         "smearing": "" if coulomb is None else repr(coulomb.smearing),
         "ewald_accuracy": "" if coulomb is None else repr(float(ewald_accuracy)),
+        "charge_model": "" if term is None else term.charge_model,
+        "qeq_energy": term.qeq_energy if qeq else "",
+        "chi_scale": repr(term.hardness + term.self_interaction) if qeq else "",
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -421,8 +434,9 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     say(f"nnip export: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
         f"{time.perf_counter() - start:.0f} s")
     if coulomb is not None:
+        how = "charge equilibration and Ewald" if qeq else "Ewald"
         say(f"nnip export: electrostatics (Gaussian charges, σ = {coulomb.smearing} Å) is "
-            "summed outside the package (Ewald); in LAMMPS give the system's total charge "
+            f"summed outside the package ({how}); in LAMMPS give the system's total charge "
             "as: pair_style nnip total_charge Q")
     if d3:
         say("nnip export: the D3 dispersion term is not compiled in; LAMMPS adds it with its "
@@ -447,15 +461,17 @@ class CompiledPotential:
             raise ModelFileError(f"{path}: not an AOTInductor package nnip can load "
                                  f"({type(err).__name__}: {err})") from err
         self.metadata = dict(self.runner.get_metadata())
-        if self.metadata.get("format") not in (FORMAT, CHARGES_FORMAT):
+        if self.metadata.get("format") not in (FORMAT, CHARGES_FORMAT, QEQ_FORMAT):
             raise ModelFileError(f"{path}: compiled format {self.metadata.get('format')!r}, "
-                                 f"this nnip reads {FORMAT!r} and {CHARGES_FORMAT!r}")
+                                 f"this nnip reads {FORMAT!r}, {CHARGES_FORMAT!r} and "
+                                 f"{QEQ_FORMAT!r}")
         self.smearing = None  # Å, models with electrostatics (summed outside the package)
         if self.metadata.get("electrostatics"):
             from torch._inductor.package import load_package
 
             self.smearing = float(self.metadata["smearing"])
             self.ewald_accuracy = float(self.metadata["ewald_accuracy"])
+            self.qeq = self.metadata["format"] == QEQ_FORMAT
             self.charges_runner = load_package(str(path), "charges")
         self.elements = self.metadata["elements"].split(",")
         self.cutoff = float(self.metadata["cutoff"])
@@ -527,7 +543,8 @@ class CompiledPotential:
         ``φ = ∂E_c/∂q``; by the chain rule through the constraint
         (``∂q_i/∂q̃_j = δ_ij - w_i / Σw``) ``ψ_j = ∂E_c/∂q̃_j = φ_j - Σ_i w_i φ_i / Σw``;
         pass 2 with ``psi = ψ`` adds the forces and virial of the charges' dependence on
-        positions.
+        positions. Charge equilibration: `nnip.export._ewald.equilibrate` between the
+        passes.
         """
         if not atoms.pbc.all():
             raise ModelError("this compiled model has electrostatics, which it sums for "
@@ -535,6 +552,13 @@ class CompiledPotential:
         inputs = _inputs_of(graph)
         raw, weight = (t.detach().cpu().numpy() for t in self.charges_runner(*inputs))
         total = float(atoms.info.get("total_charge", 0.0))
+        if self.qeq:  # weight holds the hardnesses
+            coulomb = equilibrate(atoms.positions, atoms.cell.array, raw, weight, total,
+                                  self.smearing, float(self.metadata["chi_scale"]),
+                                  self.metadata["qeq_energy"], self.ewald_accuracy)
+            psi = coulomb.pop("psi")
+            outputs = self.runner(*inputs, torch.as_tensor(psi, device=self.device))
+            return outputs, coulomb
         charges = raw + weight * (total - raw.sum()) / weight.sum()
         energy, phi, forces, virial = ewald(atoms.positions, charges, atoms.cell.array,
                                             self.smearing, self.ewald_accuracy)

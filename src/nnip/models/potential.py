@@ -221,7 +221,9 @@ class Potential(nn.Module):
 
         Returns:
             Per-atom energies of every other term ``(n_atoms,)`` eV (float64), the raw
-            charges ``q̃ (n_atoms,)`` e and the constraint weights ``w (n_atoms,)``
+            charges ``q̃ (n_atoms,)`` e and, per atom ``(n_atoms,)``, the constraint
+            weights ``w`` (dimensionless) of local charges or, for charge equilibration
+            (``charge_model: qeq``), the hardnesses ``J`` in eV/e²
             (`nnip.physics.electrostatics.Electrostatics.charges`).
 
         Raises:
@@ -232,7 +234,8 @@ class Potential(nn.Module):
             raise ModelError(f"expected one electrostatics term, found {len(charge_terms)}")
         term, raw = charge_terms[0]
         raw = term.raw_charges(graph) if raw is None else raw
-        return energies, raw, term.weights(graph).to(raw.dtype)
+        site = term.hardnesses(graph) if term.charge_model == "qeq" else term.weights(graph)
+        return energies, raw, site.to(raw.dtype)
 
     def _short_range(self, graph: AtomicGraph
                      ) -> tuple[torch.Tensor, list[tuple[nn.Module, torch.Tensor | None]]]:

@@ -321,8 +321,7 @@ class Electrostatics(nn.Module):
         """
         if self.charge_model != "local":
             raise ModelError("charge_model 'qeq' solves for all charges at once; it has no "
-                             "per-atom constraint weights (the compiled export and LAMMPS "
-                             "carry charge_model 'local' only)")
+                             "per-atom constraint weights (see hardnesses)")
         return self.log_weight[self.type_map(graph.atomic_numbers)].exp()
 
     def hardnesses(self, graph: AtomicGraph) -> torch.Tensor:
