@@ -17,6 +17,8 @@ from nnip.export.compiled import _graph_inputs, export_compiled, load_compiled, 
 from nnip.export.model_file import save_model
 from nnip.models import Committee, build
 
+from .conftest import qeq_model
+
 
 def _triclinic_alloy(repeat=(3, 2, 2)):
     atoms = bulk("Cu", "fcc", a=3.6).repeat(repeat)
@@ -161,21 +163,6 @@ def test_electrostatics_is_summed_outside_the_package_and_agrees(tmp_path):
     assert np.abs(result["forces"] - no_response[2].numpy() - fixed).max() > 0.1
     with pytest.raises(ModelError, match="3D-periodic"):
         compiled(Atoms("NaCl", positions=[[0, 0, 0], [2.5, 0, 0]]))
-
-
-def qeq_model(energy: str = "coulomb"):
-    """A small Na-Cl model with charge equilibration (charges ~0.1-0.5 e)."""
-    model = build("painn", ["Na", "Cl"], 4.0, n_features=8, n_interactions=2, seed=2,
-                  electrostatics={"smearing": 1.0, "method": "ewald", "charge_model": "qeq",
-                                  "hardness": 4.0, "qeq_energy": energy,
-                                  "lr_wavelength": 0.2})
-    term = model.terms["electrostatics"]
-    last = [m for m in term.charge_net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.mul_(30.0)
-        last.bias.mul_(30.0)
-        term.log_hardness.copy_(torch.log(torch.tensor([3.0, 6.0])))
-    return model
 
 
 @pytest.mark.parametrize("energy", ["coulomb", "full"])

@@ -81,11 +81,21 @@ void PairNNIP::allocate()
 void PairNNIP::settings(int narg, char **arg)
 {
   total_charge = 0.0;
+  qeq_tolerance = 1e-10;
   for (int k = 0; k < narg; k += 2) {
-    if (strcmp(arg[k], "total_charge") != 0 || k + 1 >= narg)
-      error->all(FLERR, "pair_style nnip takes only 'total_charge Q' (e), got '{}'", arg[k]);
-    total_charge = utils::numeric(FLERR, arg[k + 1], false, lmp);
+    if (k + 1 >= narg)
+      error->all(FLERR, "pair_style nnip: keyword '{}' needs a value", arg[k]);
+    if (strcmp(arg[k], "total_charge") == 0)
+      total_charge = utils::numeric(FLERR, arg[k + 1], false, lmp);
+    else if (strcmp(arg[k], "qeq_tolerance") == 0)
+      qeq_tolerance = utils::numeric(FLERR, arg[k + 1], false, lmp);
+    else
+      error->all(FLERR, "pair_style nnip takes 'total_charge Q' (e) and 'qeq_tolerance T', "
+                 "got '{}'", arg[k]);
   }
+  if (!(qeq_tolerance > 0.0 && qeq_tolerance < 1.0))
+    error->all(FLERR, "pair_style nnip: qeq_tolerance must be in (0, 1), got {}",
+               qeq_tolerance);
 }
 
 void PairNNIP::coeff(int narg, char **arg)
@@ -103,11 +113,23 @@ void PairNNIP::coeff(int narg, char **arg)
     error->all(FLERR, "pair_style nnip cannot load {}: {}", arg[2], err.what());
   }
   auto metadata = model->get_metadata();
-  if (metadata["format"] != "nnip-aoti-1" && metadata["format"] != "nnip-aoti-2")
+  const std::string format = metadata["format"];
+  if (format != "nnip-aoti-1" && format != "nnip-aoti-2" && format != "nnip-aoti-3")
     error->all(FLERR, "{} is not an nnip compiled model this plugin reads (format '{}'; "
                "write it with `nnip export`, rebuild the plugin with `nnip lammps build`)",
-               arg[2], metadata["format"]);
-  electrostatics = metadata["format"] == "nnip-aoti-2";
+               arg[2], format);
+  electrostatics = format != "nnip-aoti-1";
+  qeq = format == "nnip-aoti-3";
+  if (qeq) {
+    qeq_full = metadata["qeq_energy"] == "full";
+    chi_scale = std::stod(metadata["chi_scale"]);
+    const char *names[2] = {"nnip_qeq_q", "nnip_qeq_lambda"};
+    for (int m = 0; m < 2; m++) {
+      int flag, cols;
+      qeq_index[m] = atom->find_custom(names[m], flag, cols);
+      if (qeq_index[m] < 0) qeq_index[m] = atom->add_custom(names[m], 1, 0);
+    }
+  }
   if (electrostatics) {
     if (metadata["electrostatics"] != "ewald")
       error->all(FLERR, "{}: electrostatics '{}' is not one this plugin sums (ewald)", arg[2],
@@ -152,8 +174,11 @@ void PairNNIP::coeff(int narg, char **arg)
                    arg[2], metadata["elements"], cutoff, ghost_cutoff,
                    committee > 0 ? fmt::format(", committee of {}", committee) : "",
                    electrostatics ? fmt::format(", electrostatics: Gaussian charges of width "
-                                                "{} Å, Ewald sum, total charge {} e",
-                                                smearing, total_charge) : "");
+                                                "{} Å, {}Ewald sum, total charge {} e",
+                                                smearing, qeq ? fmt::format(
+                                                "charge equilibration (energy {}, tolerance "
+                                                "{}), ", qeq_full ? "full" : "coulomb",
+                                                qeq_tolerance) : "", total_charge) : "");
 }
 
 void PairNNIP::init_style()
@@ -168,6 +193,7 @@ void PairNNIP::init_style()
     error->all(FLERR, "pair_style nnip: total_charge is set but the model has no "
                "electrostatics");
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  qeq_warm = false;
   // a model trained with D3 dispersion carries it as LAMMPS's own pair style
   if (!lammps_d3.empty() && !force->pair_match("dispersion/d3", 0) && comm->me == 0)
     error->warning(FLERR, "pair_style nnip: this model includes D3 dispersion, which is not "
@@ -286,8 +312,12 @@ void PairNNIP::finish()
     utils::logmesg(lmp, "pair_style nnip: per step on rank 0: {:.3g} ms in the package (charges "
                    "+ main entry), {:.3g} ms in the Ewald sum ({} k-vectors)\n",
                    1e3 * time_model / steps, 1e3 * time_ewald / steps, n_kvectors);
+  if (qeq && steps > 0 && comm->me == 0)
+    utils::logmesg(lmp, "pair_style nnip: charge equilibration: {:.1f} conjugate-gradient "
+                   "iterations per step (all solves)\n", (double) qeq_iterations / steps);
   time_model = time_ewald = 0.0;
   steps = 0;
+  qeq_iterations = 0;
 }
 
 /* Forces (owned and ghost atoms), energy, per-atom energy, virial and a committee's
@@ -348,6 +378,22 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   auto first = run_model(*charges_model, inputs);    // forward only
   auto raw = first[0].accessor<double, 1>();
   auto weight = first[1].accessor<double, 1>();
+  if (qeq) {    // the second output holds the hardnesses
+    std::vector<double> q, psi_owned;
+    const double start = MPI_Wtime();
+    equilibrate(first[0].data_ptr<double>(), first[1].data_ptr<double>(), q, psi_owned);
+    time_ewald += MPI_Wtime() - start;
+    steps++;
+    double *stored = atom->dvector[charge_index];
+    torch::Tensor psi = torch::zeros({n}, f64);
+    auto p = psi.accessor<double, 1>();
+    for (int i = 0; i < nlocal; i++) {
+      stored[i] = q[i];
+      p[i] = psi_owned[i];
+    }
+    inputs.push_back(psi);
+    return;
+  }
   double local[2] = {0.0, 0.0}, sums[2];
   for (int i = 0; i < nlocal; i++) {
     local[0] += raw[i];
@@ -359,7 +405,13 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   double *stored = atom->dvector[charge_index];
   for (int i = 0; i < nlocal; i++) stored[i] = q[i] = raw[i] + weight[i] * excess;
   const double start = MPI_Wtime();
-  ewald(q, phi);
+  ewald_setup();
+  kspace(q, &phi, 1.0, 1.0);
+  for (int i = 0; i < nlocal; i++) {
+    const double e_i = 0.5 * q[i] * phi[i];
+    if (eflag_global) eng_coul += e_i;
+    if (eflag_atom) eatom[i] += e_i;
+  }
   time_ewald += MPI_Wtime() - start;
   steps++;
   double wphi_local = 0.0, wphi;
@@ -371,23 +423,147 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   inputs.push_back(psi);
 }
 
-/* Reciprocal-space Ewald sum of Gaussian charges q (owned atoms) of width sigma, with
-   the self term and, for a charged box, a neutralising background (nnip/export/_ewald.py
-   derives every formula): adds the Coulomb energy (ecoul, 1/2 q_i phi_i per atom), the
-   forces at fixed charges on owned atoms and the virial (rank 0: it is global) and returns
-   phi_i = dE_c/dq_i (eV/e). Each process sums its owned atoms' structure factors, one
-   allreduce of 2 N_k numbers makes them global: O(N N_k / P) per step. */
-void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
+/* Charge equilibration of the owned atoms (formulas: nnip/export/_ewald.py, equilibrate):
+   charges q (e) and psi = dE/dq~ (eV/e); tallies the electrostatic energy, the forces at
+   fixed q~ and the virial. */
+void PairNNIP::equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
+                           std::vector<double> &psi)
+{
+  const double k_e = 14.399645478425668;
+  const int nlocal = atom->nlocal;
+  const double self = k_e * std::sqrt(2.0 / M_PI) / smearing;    // s0
+  ewald_setup();
+  std::vector<double> diagonal(nlocal), minus_chi(nlocal);
+  for (int i = 0; i < nlocal; i++) {
+    diagonal[i] = hardness[i] + self;
+    minus_chi[i] = chi_scale * raw[i];
+  }
+  if (!qeq_warm) {    // first step of a run: the per-atom storage holds no solution yet
+    for (int m = 0; m < 2; m++) std::fill_n(atom->dvector[qeq_index[m]], nlocal, 0.0);
+    qeq_warm = true;
+  }
+  // H q - mu 1 = -chi with sum q = Q
+  double *stored_q = atom->dvector[qeq_index[0]];
+  solve(diagonal, minus_chi, stored_q, total_charge, "the charges");
+  q.assign(stored_q, stored_q + nlocal);
+  std::vector<double> phi;
+  psi.resize(nlocal);
+  if (qeq_full) {    // E_Qeq is stationary in q: forces at fixed q
+    kspace(q, &phi, 1.0, 1.0);
+    for (int i = 0; i < nlocal; i++) psi[i] = -chi_scale * q[i];
+  } else {    // the adjoint: H lambda - nu 1 = phi with sum lambda = 0
+    kspace(q, &phi, 0.0, 0.0);
+    double *stored_lambda = atom->dvector[qeq_index[1]];
+    solve(diagonal, phi, stored_lambda, 0.0, "the adjoint");
+    std::vector<double> lambda(stored_lambda, stored_lambda + nlocal), rest(nlocal);
+    for (int i = 0; i < nlocal; i++) {
+      rest[i] = q[i] - lambda[i];
+      psi[i] = chi_scale * lambda[i];
+    }
+    kspace(rest, nullptr, 1.0, 1.0);
+    kspace(lambda, nullptr, -1.0, -1.0);
+  }
+  for (int i = 0; i < nlocal; i++) {
+    double e_i = 0.5 * q[i] * phi[i];
+    if (qeq_full) e_i += q[i] * (-minus_chi[i] + 0.5 * diagonal[i] * q[i]);
+    if (eflag_global) eng_coul += e_i;
+    if (eflag_atom) eatom[i] += e_i;
+  }
+}
+
+/* Solves H x - mu 1 = rhs with sum x = total (H = C + diag(diagonal)) over all processes'
+   owned atoms: conjugate gradients restricted to the plane sum x = total (every residual
+   and search direction is projected onto sum = 0, which takes the multiplier mu out),
+   with a Jacobi preconditioner, starting from x (the last step's solution, shifted onto
+   the plane). Stops at |P r| <= qeq_tolerance |rhs| (2-norms, P the projection). */
+void PairNNIP::solve(const std::vector<double> &diagonal, const std::vector<double> &rhs,
+                     double *x, double total, const char *what)
+{
+  const int nlocal = atom->nlocal;
+  const double n_atoms = (double) atom->natoms;
+  std::vector<double> r(nlocal), z(nlocal), p(nlocal), hp;
+  std::vector<double> xv(x, x + nlocal);
+  for (double &value : xv)    // an atom new to the run (e.g. inserted) has no warm start
+    if (!std::isfinite(value)) value = 0.0;
+  // global sums of two products (one allreduce)
+  auto dot2 = [&](const std::vector<double> &a, const std::vector<double> &b,
+                  const std::vector<double> &c, const std::vector<double> &d, double *out) {
+    double local[2] = {0.0, 0.0};
+    for (int i = 0; i < nlocal; i++) local[0] += a[i] * b[i], local[1] += c[i] * d[i];
+    MPI_Allreduce(local, out, 2, MPI_DOUBLE, MPI_SUM, world);
+  };
+  auto project = [&](std::vector<double> &v) {    // v - mean(v): onto sum v = 0
+    double local = 0.0, sum;
+    for (int i = 0; i < nlocal; i++) local += v[i];
+    MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, world);
+    for (int i = 0; i < nlocal; i++) v[i] -= sum / n_atoms;
+  };
+  auto apply = [&](const std::vector<double> &v, std::vector<double> &out) {
+    kspace(v, &out, 0.0, 0.0);
+    for (int i = 0; i < nlocal; i++) out[i] += diagonal[i] * v[i];
+  };
+  auto precondition = [&]() {
+    for (int i = 0; i < nlocal; i++) z[i] = r[i] / (diagonal[i] + ewald_diagonal);
+    project(z);
+  };
+  {    // onto the plane sum x = total
+    double local = 0.0, sum;
+    for (int i = 0; i < nlocal; i++) local += xv[i];
+    MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, world);
+    for (int i = 0; i < nlocal; i++) xv[i] += (total - sum) / n_atoms;
+  }
+  apply(xv, hp);
+  for (int i = 0; i < nlocal; i++) r[i] = rhs[i] - hp[i];
+  project(r);
+  precondition();
+  p = z;
+  double norms[2];
+  dot2(rhs, rhs, r, z, norms);
+  const double target = qeq_tolerance * std::sqrt(norms[0]);
+  double rz = norms[1];
+  for (int iteration = 0; iteration <= 1000; iteration++) {
+    double rr[2];
+    dot2(r, r, r, r, rr);
+    if (std::sqrt(rr[0]) <= target || rr[0] == 0.0) {
+      std::copy(xv.begin(), xv.end(), x);
+      return;
+    }
+    if (iteration == 1000) break;
+    apply(p, hp);
+    double php[2];
+    dot2(p, hp, p, hp, php);
+    const double alpha = rz / php[0];
+    for (int i = 0; i < nlocal; i++) {
+      xv[i] += alpha * p[i];
+      r[i] -= alpha * hp[i];
+    }
+    project(r);    // keeps round-off from leaving the plane
+    precondition();
+    double next[2];
+    dot2(r, z, r, z, next);
+    const double beta = next[0] / rz;
+    rz = next[0];
+    for (int i = 0; i < nlocal; i++) p[i] = z[i] + beta * p[i];
+    qeq_iterations++;
+  }
+  error->all(FLERR, "pair_style nnip: charge equilibration ({}) did not reach the relative "
+             "residual {} in 1000 conjugate-gradient iterations", what, qeq_tolerance);
+}
+
+/* The k-vectors of the current box (one of each pair +-k, k != 0, |k| <= k_max: the same
+   set as _ewald.kvectors) and the owned atoms' cos and sin of n b_d . r_i per direction d,
+   stored [n][i] (plain doubles, no std::complex: its product checks for infinities and
+   does not vectorise). */
+void PairNNIP::ewald_setup()
 {
   const double k_e = 14.399645478425668;    // e^2 / (4 pi eps0), eV Å
   const double two_pi = 2.0 * M_PI;
   const int nlocal = atom->nlocal;
   double **x = atom->x;
-  double **f = atom->f;
   // lattice vectors (rows; LAMMPS: a along x, b in the xy plane) and reciprocal vectors
   const double *h = domain->h;    // xprd yprd zprd yz xz xy
   const double a[3][3] = {{h[0], 0.0, 0.0}, {h[5], h[1], 0.0}, {h[4], h[3], h[2]}};
-  const double volume = h[0] * h[1] * h[2];
+  const double volume = ewald_volume = h[0] * h[1] * h[2];
   double b[3][3];
   for (int d = 0; d < 3; d++) {    // b_d = 2 pi (a_{d+1} x a_{d+2}) / V
     const double *u = a[(d + 1) % 3], *v = a[(d + 2) % 3];
@@ -401,12 +577,8 @@ void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
   for (int d = 0; d < 3; d++)
     n_max[d] = (int) std::floor(k_max * std::sqrt(a[d][0] * a[d][0] + a[d][1] * a[d][1] +
                                                   a[d][2] * a[d][2]) / two_pi);
-  // one of each pair +-k, k != 0, |k| <= k_max (the same set as _ewald.kvectors)
-  struct KVector {
-    double k[3], g;
-    int n[3];
-  };
-  std::vector<KVector> kv;
+  kv.clear();
+  double g_sum = 0.0;
   for (int n1 = 0; n1 <= n_max[0]; n1++)
     for (int n2 = -n_max[1]; n2 <= n_max[1]; n2++)
       for (int n3 = -n_max[2]; n3 <= n_max[2]; n3++) {
@@ -418,13 +590,14 @@ void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
         v.g = k_e * 4.0 * M_PI * std::exp(-0.5 * sigma2 * k2) / (volume * k2);
         v.n[0] = n1, v.n[1] = n2 + n_max[1], v.n[2] = n3 + n_max[2];
         kv.push_back(v);
+        g_sum += v.g;
       }
-  const size_t nk = n_kvectors = kv.size();
-  // cos and sin of n b_d . r_i per direction d, stored [n][i] (plain doubles, no
-  // std::complex: its product checks for infinities and does not vectorise)
+  n_kvectors = kv.size();
+  // C_ii = sum_k 2 G - 2 self - 2 background: the same for every atom (preconditioner)
+  ewald_diagonal = 2.0 * g_sum - 2.0 * k_e / (std::sqrt(2.0 * M_PI) * smearing) -
+      2.0 * k_e * M_PI * sigma2 / volume;
   const int len[3] = {n_max[0] + 1, 2 * n_max[1] + 1, 2 * n_max[2] + 1};
   const int offset[3] = {0, n_max[1], n_max[2]};
-  std::vector<double> cos_t[3], sin_t[3];
   for (int d = 0; d < 3; d++) {
     cos_t[d].resize((size_t) len[d] * nlocal);
     sin_t[d].resize((size_t) len[d] * nlocal);
@@ -436,29 +609,46 @@ void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
         sin_t[d][(size_t) m * nlocal + i] = std::sin(angle);
       }
   }
+}
+
+/* One reciprocal-space pass of the Ewald sum of Gaussian charges v (owned atoms) of width
+   sigma, with the self term and, for a charged box, a neutralising background
+   (nnip/export/_ewald.py derives every formula; ewald_setup first). Optionally returns
+   phi = C v (eV/e), adds force_sign x the forces at fixed charges on the owned atoms and
+   (rank 0: it is global) virial_sign x the virial. Each process sums its owned atoms'
+   structure factors, one allreduce of 2 N_k + 1 numbers makes them global: O(N N_k / P). */
+void PairNNIP::kspace(const std::vector<double> &v, std::vector<double> *phi,
+                      double force_sign, double virial_sign)
+{
+  const double k_e = 14.399645478425668;
+  const int nlocal = atom->nlocal;
+  double **f = atom->f;
+  const size_t nk = kv.size();
+  const double sigma2 = smearing * smearing;
   // exp(i (n1 b1 + n2 b2) . r_i) of the current (n1, n2): the k-vectors come sorted by
-  // n1, then n2, so each row is made once per sweep; exp(i k . r_i) is then one product
+  // n1, then n2, so each row is made once per pass; exp(i k . r_i) is then one product
   std::vector<double> row_c(nlocal), row_s(nlocal);
   int row[2] = {-1, -1};
-  auto select = [&](const KVector &v, const double *&c3, const double *&s3) {
-    if (v.n[0] != row[0] || v.n[1] != row[1]) {
-      row[0] = v.n[0], row[1] = v.n[1];
-      const double *c1 = &cos_t[0][(size_t) v.n[0] * nlocal];
-      const double *s1 = &sin_t[0][(size_t) v.n[0] * nlocal];
-      const double *c2 = &cos_t[1][(size_t) v.n[1] * nlocal];
-      const double *s2 = &sin_t[1][(size_t) v.n[1] * nlocal];
+  auto select = [&](const KVector &kvec, const double *&c3, const double *&s3) {
+    if (kvec.n[0] != row[0] || kvec.n[1] != row[1]) {
+      row[0] = kvec.n[0], row[1] = kvec.n[1];
+      const double *c1 = &cos_t[0][(size_t) kvec.n[0] * nlocal];
+      const double *s1 = &sin_t[0][(size_t) kvec.n[0] * nlocal];
+      const double *c2 = &cos_t[1][(size_t) kvec.n[1] * nlocal];
+      const double *s2 = &sin_t[1][(size_t) kvec.n[1] * nlocal];
 #pragma omp simd
       for (int i = 0; i < nlocal; i++) {
         row_c[i] = c1[i] * c2[i] - s1[i] * s2[i];
         row_s[i] = c1[i] * s2[i] + s1[i] * c2[i];
       }
     }
-    c3 = &cos_t[2][(size_t) v.n[2] * nlocal];
-    s3 = &sin_t[2][(size_t) v.n[2] * nlocal];
+    c3 = &cos_t[2][(size_t) kvec.n[2] * nlocal];
+    s3 = &sin_t[2][(size_t) kvec.n[2] * nlocal];
   };
   const double *rc = row_c.data(), *rs = row_s.data(), *c3, *s3;
-  // structure factors S(k) = A + iB, summed over the owned atoms of every process
-  std::vector<double> local(2 * nk, 0.0), sf(2 * nk);
+  const double *q = v.data();
+  // structure factors S(k) = A + iB over the owned atoms of every process, and sum v
+  std::vector<double> local(2 * nk + 1, 0.0), sf(2 * nk + 1);
   for (size_t kk = 0; kk < nk; kk++) {
     select(kv[kk], c3, s3);
     double re = 0.0, im = 0.0;
@@ -469,50 +659,56 @@ void PairNNIP::ewald(const std::vector<double> &q, std::vector<double> &phi)
     }
     local[2 * kk] = re, local[2 * kk + 1] = im;
   }
-  MPI_Allreduce(local.data(), sf.data(), (int) (2 * nk), MPI_DOUBLE, MPI_SUM, world);
+  for (int i = 0; i < nlocal; i++) local[2 * nk] += q[i];
+  MPI_Allreduce(local.data(), sf.data(), (int) (2 * nk + 1), MPI_DOUBLE, MPI_SUM, world);
+  const double total = sf[2 * nk];
+  const double background = k_e * M_PI * sigma2 / ewald_volume;
   // potentials and forces of the owned atoms
-  phi.assign(nlocal, 0.0);
-  std::vector<double> fk[3] = {std::vector<double>(nlocal, 0.0),
-                               std::vector<double>(nlocal, 0.0),
-                               std::vector<double>(nlocal, 0.0)};
-  double *fx = fk[0].data(), *fy = fk[1].data(), *fz = fk[2].data(), *p = phi.data();
-  for (size_t kk = 0; kk < nk; kk++) {
-    const KVector &v = kv[kk];
-    select(v, c3, s3);
-    const double ga = 2.0 * v.g * sf[2 * kk], gb = 2.0 * v.g * sf[2 * kk + 1];
+  if (phi != nullptr || force_sign != 0.0) {
+    std::vector<double> pk(nlocal, 0.0);
+    std::vector<double> fk[3] = {std::vector<double>(nlocal, 0.0),
+                                 std::vector<double>(nlocal, 0.0),
+                                 std::vector<double>(nlocal, 0.0)};
+    double *fx = fk[0].data(), *fy = fk[1].data(), *fz = fk[2].data(), *p = pk.data();
+    row[0] = row[1] = -1;
+    for (size_t kk = 0; kk < nk; kk++) {
+      const KVector &kvec = kv[kk];
+      select(kvec, c3, s3);
+      const double ga = 2.0 * kvec.g * sf[2 * kk], gb = 2.0 * kvec.g * sf[2 * kk + 1];
 #pragma omp simd
-    for (int i = 0; i < nlocal; i++) {
-      const double c = rc[i] * c3[i] - rs[i] * s3[i], s = rc[i] * s3[i] + rs[i] * c3[i];
-      p[i] += ga * c + gb * s;
-      const double t = q[i] * (ga * s - gb * c);
-      fx[i] += t * v.k[0];
-      fy[i] += t * v.k[1];
-      fz[i] += t * v.k[2];
+      for (int i = 0; i < nlocal; i++) {
+        const double c = rc[i] * c3[i] - rs[i] * s3[i], s = rc[i] * s3[i] + rs[i] * c3[i];
+        p[i] += ga * c + gb * s;
+        const double t = q[i] * (ga * s - gb * c);
+        fx[i] += t * kvec.k[0];
+        fy[i] += t * kvec.k[1];
+        fz[i] += t * kvec.k[2];
+      }
     }
-  }
-  const double self = k_e / (std::sqrt(2.0 * M_PI) * smearing);
-  const double background = k_e * M_PI * sigma2 / volume;
-  for (int i = 0; i < nlocal; i++) {
-    phi[i] += -2.0 * self * q[i] - 2.0 * background * total_charge;
-    for (int c = 0; c < 3; c++) f[i][c] += fk[c][i];
-    const double e_i = 0.5 * q[i] * phi[i];
-    if (eflag_global) eng_coul += e_i;
-    if (eflag_atom) eatom[i] += e_i;
+    const double self = k_e / (std::sqrt(2.0 * M_PI) * smearing);
+    if (phi != nullptr) {
+      phi->resize(nlocal);
+      for (int i = 0; i < nlocal; i++)
+        (*phi)[i] = pk[i] - 2.0 * self * q[i] - 2.0 * background * total;
+    }
+    if (force_sign != 0.0)
+      for (int i = 0; i < nlocal; i++)
+        for (int c = 0; c < 3; c++) f[i][c] += force_sign * fk[c][i];
   }
   // W = sum_k G |S|^2 (1 - 2 k k^T (1/k^2 + sigma^2/2)) + E_background 1 (global: rank 0)
-  if (vflag_global && comm->me == 0) {
+  if (virial_sign != 0.0 && vflag_global && comm->me == 0) {
     double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     const int pairs[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
     for (size_t kk = 0; kk < nk; kk++) {
-      const KVector &v = kv[kk];
-      const double k2 = v.k[0] * v.k[0] + v.k[1] * v.k[1] + v.k[2] * v.k[2];
-      const double s2 = v.g * (sf[2 * kk] * sf[2 * kk] + sf[2 * kk + 1] * sf[2 * kk + 1]);
+      const KVector &kvec = kv[kk];
+      const double k2 = kvec.k[0] * kvec.k[0] + kvec.k[1] * kvec.k[1] + kvec.k[2] * kvec.k[2];
+      const double s2 = kvec.g * (sf[2 * kk] * sf[2 * kk] + sf[2 * kk + 1] * sf[2 * kk + 1]);
       const double c = 2.0 * s2 * (1.0 / k2 + 0.5 * sigma2);
-      for (int m = 0; m < 6; m++) w[m] -= c * v.k[pairs[m][0]] * v.k[pairs[m][1]];
+      for (int m = 0; m < 6; m++) w[m] -= c * kvec.k[pairs[m][0]] * kvec.k[pairs[m][1]];
       for (int m = 0; m < 3; m++) w[m] += s2;
     }
-    for (int m = 0; m < 3; m++) w[m] -= background * total_charge * total_charge;
-    for (int m = 0; m < 6; m++) virial[m] += w[m];
+    for (int m = 0; m < 3; m++) w[m] -= background * total * total;
+    for (int m = 0; m < 6; m++) virial[m] += virial_sign * w[m];
   }
 }
 

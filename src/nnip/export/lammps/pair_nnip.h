@@ -25,6 +25,24 @@
  * charges' dependence on positions. 3D-periodic boxes only. The charges are the
  * per-atom property d_nnip_charge (e). At the end of a run, rank 0 logs its time per
  * step in the package and in the Ewald sum.
+ *
+ * Charge equilibration (package format nnip-aoti-3, charge_model qeq):
+ *
+ *   pair_style nnip total_charge 0.0 qeq_tolerance 1e-10
+ *
+ * Pass 1 gives the raw outputs q~ (electronegativities chi = -d0 q~, d0 the metadata's
+ * chi_scale) and per-atom hardnesses J. The charges solve H q - mu 1 = -chi, sum q = Q
+ * with H = C + diag(J + s0) (C: the Ewald operator, s0 the Gaussian self interaction)
+ * by preconditioned conjugate gradients over all processes, restricted to the plane
+ * sum q = Q (residuals projected onto sum = 0, which removes mu), each product C v one
+ * distributed k-space pass; the solutions warm-start the next step (per-atom
+ * properties that migrate with the atoms). qeq_energy coulomb: one more solve gives the
+ * adjoint lambda (H lambda - nu 1 = phi, sum lambda = 0); fixed-charge forces and virial
+ * are those of q - lambda minus those of lambda, psi = d0 lambda. qeq_energy full: forces at fixed q, psi = -d0 q,
+ * and the energy adds chi q + (J + s0) q^2 / 2. Formulas: nnip/export/_ewald.py
+ * (equilibrate). The solve stops at a residual of qeq_tolerance times the right-hand
+ * side (relative, 2-norm); a solve that does not get there in 1000 iterations stops the
+ * run with an error.
  */
 
 #ifdef PAIR_CLASS
@@ -81,6 +99,13 @@ class PairNNIP : public Pair {
   double smearing = 0.0;          // Å, the Gaussian width sigma
   double ewald_accuracy = 1e-12;  // smallest exp(-sigma^2 k^2 / 2) summed
   double total_charge = 0.0;      // e, the system's total charge (pair_style keyword)
+  bool qeq = false;               // charge equilibration (format nnip-aoti-3)
+  bool qeq_full = false;          // qeq_energy full: the whole E_Qeq is the energy
+  double chi_scale = 0.0;         // eV/e, chi = -chi_scale q~
+  double qeq_tolerance = 1e-10;   // relative residual of the conjugate-gradient solves
+  int qeq_index[2] = {-1, -1};    // per-atom warm starts of the solves: q, lambda
+  bool qeq_warm = false;          // the warm starts hold solutions (false before a run)
+  long qeq_iterations = 0;        // conjugate-gradient iterations since the last run
   int charge_index = -1;          // per-atom property d_nnip_charge
   double time_model = 0.0, time_ewald = 0.0;    // s on this process since the last run
   long steps = 0;
@@ -90,7 +115,22 @@ class PairNNIP : public Pair {
                                     const std::vector<at::Tensor> &inputs);
   void tally(const std::vector<at::Tensor> &out, int nall);
   void charges_and_psi(std::vector<at::Tensor> &inputs);
-  void ewald(const std::vector<double> &q, std::vector<double> &phi);
+  void equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
+                   std::vector<double> &psi);
+  void solve(const std::vector<double> &diagonal, const std::vector<double> &rhs,
+             double *x, double total, const char *what);
+  // the Ewald sum: k-vectors and per-direction phase tables of the owned atoms (once
+  // per step), then k-space passes for any charge vector
+  struct KVector {
+    double k[3], g;
+    int n[3];
+  };
+  std::vector<KVector> kv;
+  std::vector<double> cos_t[3], sin_t[3];
+  double ewald_volume = 0.0, ewald_diagonal = 0.0;    // Å^3; C_ii (eV/e^2)
+  void ewald_setup();
+  void kspace(const std::vector<double> &v, std::vector<double> *phi, double force_sign,
+              double virial_sign);
 };
 
 }    // namespace LAMMPS_NS
