@@ -51,3 +51,58 @@ def test_kvectors_are_one_of_each_pair_within_the_gaussians_reach():
     assert len(np.unique(np.round(both, 9), axis=0)) == 2 * len(k)  # no ±k twice, no 0
     # a larger sphere holds every vector of the smaller one
     assert len(kvectors(cell, 1.0, 1e-12)) > len(k)
+
+
+def test_coulomb_matrix_is_the_linear_map_of_the_potentials():
+    """φ = C q for any charges (charged cells: the background is in C), C symmetric."""
+    from nnip.export._ewald import coulomb_matrix
+
+    atoms, sigma = _cell(), 0.8
+    matrix = coulomb_matrix(atoms.positions, atoms.cell.array, sigma)
+    assert np.abs(matrix - matrix.T).max() < 1e-12 * np.abs(matrix).max()
+    for seed, total in ((1, 0.0), (2, -2.1)):
+        q = np.random.default_rng(seed).normal(size=len(atoms))
+        q += (total - q.sum()) / len(q)
+        energy, phi, _, _ = ewald(atoms.positions, q, atoms.cell.array, sigma)
+        assert np.abs(matrix @ q - phi).max() < 1e-10 * np.abs(phi).max()
+        assert 0.5 * q @ matrix @ q == pytest.approx(energy, rel=1e-10)
+
+
+@pytest.mark.parametrize("energy", ["coulomb", "full"])
+def test_equilibrate_forces_and_virial_are_derivatives_of_its_energy(energy):
+    """Finite differences of the equilibrated energy at fixed raw outputs q̃ (and psi =
+    dE/dq̃): the adjoint (coulomb) and the stationarity (full) shortcuts are exact."""
+    from nnip.export._ewald import equilibrate
+
+    atoms, sigma = _cell(), 0.8
+    rng = np.random.default_rng(4)
+    raw = rng.normal(scale=0.3, size=len(atoms))
+    hardness = np.where(atoms.numbers == 11, 3.0, 6.0)
+
+    def run(positions, cell, raw=raw):
+        return equilibrate(positions, cell, raw, hardness, 0.7, sigma, 12.0, energy)
+
+    out = run(atoms.positions, atoms.cell.array)
+    assert out["charges"].sum() == pytest.approx(0.7, abs=1e-12)
+    assert out["energy"] == pytest.approx(out["energies"].sum(), rel=1e-12)
+    h = 1e-5
+    for atom, axis in ((0, 0), (5, 2), (17, 1)):
+        shifted = [atoms.positions.copy(), atoms.positions.copy()]
+        shifted[0][atom, axis] += h
+        shifted[1][atom, axis] -= h
+        fd = -(run(shifted[0], atoms.cell.array)["energy"] -
+               run(shifted[1], atoms.cell.array)["energy"]) / (2 * h)
+        assert out["forces"][atom, axis] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    for a, b in ((0, 0), (1, 2)):
+        eps = np.zeros((3, 3))
+        eps[a, b] = eps[b, a] = h
+        plus = run(atoms.positions @ (np.eye(3) + eps), atoms.cell.array @ (np.eye(3) + eps))
+        minus = run(atoms.positions @ (np.eye(3) - eps), atoms.cell.array @ (np.eye(3) - eps))
+        fd = -(plus["energy"] - minus["energy"]) / (2 * h) / (1 if a == b else 2)
+        assert out["virial"][a, b] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    for atom in (0, 9):
+        dq = np.zeros(len(atoms))
+        dq[atom] = h
+        fd = (run(atoms.positions, atoms.cell.array, raw + dq)["energy"] -
+              run(atoms.positions, atoms.cell.array, raw - dq)["energy"]) / (2 * h)
+        assert out["psi"][atom] == pytest.approx(fd, rel=1e-6, abs=1e-9)
