@@ -181,7 +181,6 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
     """Plain and Coulomb models on the same K folds: per-fold errors, their mean and
     standard error, and on how many folds the Coulomb model is better (paired)."""
     path = HERE / "results" / "electrostatics_cv.json"
-    saved = json.loads(path.read_text())["runs"] if path.exists() else []
     meta = {**run_meta(args.threads), "params": params}
     for task in args.tasks:
         if "file" not in TASKS[task]:
@@ -232,6 +231,8 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
         summary["per_fold"] = folds
         key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight,
                args.charge_model, args.element_weights)
+        # read now, not at the start: other runs may have added rows meanwhile
+        saved = json.loads(path.read_text())["runs"] if path.exists() else []
         saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
                                       r["params"], r.get("charges_weight", 10.0),
                                       r.get("charge_model", "local"),
