@@ -18,6 +18,9 @@ total-charge constraint).
 Reported: test energy MAE (meV/atom), force MAE (meV/Å), and for the Coulomb model the
 charge MAE (me) and R^2 of predicted against reference charges.
 
+``--epochs N`` trains every model N epochs (equal epochs) instead of for ``--minutes``
+of wall time (equal time: the Coulomb model, slower per epoch, runs fewer epochs).
+
 ``--folds K`` (c10h2, au2mgo) replaces the single split by K-fold cross-validation
 (each finished fold is kept in its folder, so an interrupted run resumes):
 both models train on every fold's K-1 parts and are tested on the held-out one, so every
@@ -85,8 +88,10 @@ def _weights_tag(element_weights: dict[str, float] | None) -> str:
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
         shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local",
-        element_weights: dict[str, float] | None = None) -> dict:
+        element_weights: dict[str, float] | None = None, epochs: int = 0) -> dict:
     """Train one model on ``train_path`` and return its errors on ``test_path``.
+
+    ``epochs`` > 0: train that many epochs (cosine over them) instead of for ``minutes``.
 
     ``shared``: the charges are a readout of the PaiNN's own features (one network);
     otherwise a second PaiNN of the same size predicts them. ``charges_weight``: loss
@@ -101,7 +106,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         name += f"_q{charges_weight:g}"
     if coulomb and charge_model != "local":
         name += f"_{charge_model}"
-    name += _weights_tag(element_weights)
+    name += _weights_tag(element_weights) + (f"_e{epochs}" if epochs else "")
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
@@ -116,8 +121,9 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
                  "charges_weight": charges_weight,
                  "final_energy_weight": 100.0, "final_fraction": 0.2,
                  "element_weights": element_weights or {}},
-        "train": {"epochs": 100000, "batch_size": 4, "lr": 0.005, "scheduler": "cosine",
-                  "time_limit_min": minutes, "threads": threads, "seed": 0},
+        "train": {"epochs": epochs or 100000, "batch_size": 4, "lr": 0.005,
+                  "scheduler": "cosine", "time_limit_min": 0.0 if epochs else minutes,
+                  "threads": threads, "seed": 0},
         "output": {"run_dir": str(out / name), "plots": False},
     }
     start = time.perf_counter()
@@ -135,7 +141,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     if element_weights:
         label += ", element weights " + json.dumps(element_weights, sort_keys=True)
     row = {"task": task, "model": label if coulomb else "painn",
-           "minutes": minutes, "epochs": len(result.history),
+           "minutes": round(wall / 60, 1) if epochs else minutes,
+           "epochs": len(result.history),
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
            "forces_mae_meV_per_A": table["forces"]["mae"] * 1e3, "wall_s": round(wall)}
     if "charges" in table:
@@ -188,11 +195,12 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
         tag = f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}" + (
             f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "") + (
             f"_{args.charge_model}" if args.charge_model != "local" else "") + \
-            _weights_tag(args.element_weights)
+            _weights_tag(args.element_weights) + (f"_e{args.epochs}" if args.epochs else "")
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
         folds = []
         for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
-            done = train_path.parent / f"pair_{args.minutes:g}min.json"
+            done = train_path.parent / (f"pair_e{args.epochs}.json" if args.epochs else
+                                        f"pair_{args.minutes:g}min.json")
             if done.exists():  # a finished fold of an interrupted run: kept
                 pair = json.loads(done.read_text())
             else:
@@ -201,11 +209,14 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
                     pair["coulomb" if coulomb else "plain"] = run(
                         task, coulomb, args.minutes, args.threads, train_path.parent,
                         train_path, test_path, params, args.smearing, args.charges == "shared",
-                        args.charges_weight, args.charge_model, args.element_weights)
+                        args.charges_weight, args.charge_model, args.element_weights,
+                        args.epochs)
                 done.write_text(json.dumps(pair))
             folds.append(pair)
             print(f"fold {i}: " + json.dumps(pair), flush=True)
-        summary = {"task": task, "folds": args.folds, "minutes": args.minutes,
+        summary = {"task": task, "folds": args.folds,
+                   "minutes": None if args.epochs else args.minutes,
+                   "epochs_per_model": args.epochs or None,
                    "smearing_A": args.smearing, "charges": args.charges,
                    "charges_weight": args.charges_weight, "charge_model": args.charge_model,
                    "element_weights": args.element_weights,
@@ -229,14 +240,16 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             summary["coulomb_charges_mae_me_by_element"] = {
                 symbol: float(np.mean(v)) for symbol, v in by_element.items()}
         summary["per_fold"] = folds
-        key = (task, args.folds, args.minutes, args.smearing, params, args.charges_weight,
-               args.charge_model, args.element_weights)
+        key = (task, args.folds, summary["minutes"], args.smearing, params,
+               args.charges_weight, args.charge_model, args.element_weights,
+               summary["epochs_per_model"])
         # read now, not at the start: other runs may have added rows meanwhile
         saved = json.loads(path.read_text())["runs"] if path.exists() else []
         saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
                                       r["params"], r.get("charges_weight", 10.0),
                                       r.get("charge_model", "local"),
-                                      r.get("element_weights", {})) != key
+                                      r.get("element_weights", {}),
+                                      r.get("epochs_per_model")) != key
                  ] + [summary]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"runs": saved}, indent=1))
@@ -250,14 +263,16 @@ def cv_table(runs: list[dict]) -> list[str]:
         return f"{mean:.{digits}f} ± {err:.{digits}f}"
     return markdown_table(
         ["task", "folds", "features × layers", "σ (Å)", "charges", "q weight",
-         "minutes per model",
+         "budget per model",
          "E MAE plain", "E MAE Coulomb", "Coulomb better (E)", "F MAE plain",
          "F MAE Coulomb", "Coulomb better (F)", "charge R²"],
         ([r["task"], str(r["folds"]),
           f"{r['params']['n_features']} × {r['params']['n_interactions']}",
           f"{r['smearing_A']:g}", r.get("charge_model", "local") + "".join(
               f", {k} ×{v:g}" for k, v in sorted(r.get("element_weights", {}).items())),
-          f"{r.get('charges_weight', 10.0):g}", f"{r['minutes']:g}",
+          f"{r.get('charges_weight', 10.0):g}",
+          f"{r['epochs_per_model']} epochs" if r.get("epochs_per_model") else
+          f"{r['minutes']:g} min",
           pm(r, "plain_energy_mae_meV_per_atom", 2), pm(r, "coulomb_energy_mae_meV_per_atom", 2),
           f"{r['coulomb_better_energy_mae_meV_per_atom']}/{r['folds']}",
           pm(r, "plain_forces_mae_meV_per_A", 1), pm(r, "coulomb_forces_mae_meV_per_A", 1),
@@ -289,6 +304,9 @@ def main() -> None:
                         help="JSON of loss.element_weights for both models, e.g. "
                              "'{\"Au\": 20}' (forces and charges of those atoms)")
     parser.add_argument("--out", default=str(HERE / "runs" / "electrostatics"))
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="train every model this many epochs (equal epochs) instead of "
+                             "for --minutes of wall time (equal time)")
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of plain against Coulomb on the "
                              "single-file tasks (c10h2, au2mgo): every frame is tested once")
@@ -310,7 +328,8 @@ def main() -> None:
                 continue
             row = {**run(task, coulomb, args.minutes, args.threads, out, train_path,
                          test_path, params, args.smearing, args.charges == "shared",
-                         args.charges_weight, args.charge_model, args.element_weights),
+                         args.charges_weight, args.charge_model, args.element_weights,
+                         args.epochs),
                    **meta}
             if coulomb:
                 row["smearing_A"] = args.smearing
