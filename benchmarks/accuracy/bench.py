@@ -107,21 +107,32 @@ OLD_SCHEDULE = "lr 0.003 plateau"  # rows measured before 2026-11-24 15:00 UTC
 
 
 def make_split(name: str, task: Task, out: Path) -> dict[str, Path]:
-    """Write the task's train/validation/test files once (seed 0) and return their paths."""
+    """Write the task's train/validation/test files once (seed 0) and return their paths.
+
+    Safe when several benchmark processes start together (one per model): the first
+    writes the split under a lock, each file to a temporary name then renamed, and the
+    others wait for it. (Without the lock, a run of 2026-12-06 read a half-written train
+    file: its mace-torch model trained on 1 419 of 5 018 NbMoTaW frames, none with Nb.)
+    """
     folder = out / "splits" / name
     paths = {k: folder / f"{k}.xyz" for k in ("train", "valid", "test")}
-    if all(p.is_file() for p in paths.values()):
-        return paths
     folder.mkdir(parents=True, exist_ok=True)
-    frames = read(DATA / task.train)
-    n_valid = (task.validation if isinstance(task.validation, int)
-               else max(1, round(task.validation * len(frames))))
-    order = np.random.default_rng(0).permutation(len(frames))
-    valid = set(order[:n_valid].tolist())
-    ase.io.write(paths["valid"], [frames[i] for i in sorted(valid)], format="extxyz")
-    ase.io.write(paths["train"], [f for i, f in enumerate(frames) if i not in valid],
-                 format="extxyz")
-    ase.io.write(paths["test"], read(DATA / task.test), format="extxyz")
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(p.is_file() for p in paths.values()):
+            return paths
+        frames = read(DATA / task.train)
+        n_valid = (task.validation if isinstance(task.validation, int)
+                   else max(1, round(task.validation * len(frames))))
+        order = np.random.default_rng(0).permutation(len(frames))
+        valid = set(order[:n_valid].tolist())
+        parts = {"valid": [frames[i] for i in sorted(valid)],
+                 "train": [f for i, f in enumerate(frames) if i not in valid],
+                 "test": read(DATA / task.test)}
+        for key, part in parts.items():
+            tmp = paths[key].with_name(paths[key].name + ".tmp")
+            ase.io.write(tmp, part, format="extxyz")
+            os.replace(tmp, paths[key])
     return paths
 
 
