@@ -75,6 +75,33 @@ def kvectors(cell: np.ndarray, smearing: float, accuracy: float = ACCURACY
     return k[np.einsum("kd,kd->k", k, k) <= k_max * k_max]
 
 
+def _blocks(pos: np.ndarray, cell: np.ndarray, sigma: float, accuracy: float, chunk: int):
+    """Yield the reciprocal-space terms that `ewald` and `coulomb_matrix` sum.
+
+    Per block of at most ``chunk`` k-vectors: ``k (m, 3)`` 1/Å, ``k² (m,)``, ``G (m,)``
+    as in the module docstring, ``cos (m, n)`` and ``sin (m, n)`` of k·r.
+    """
+    volume = abs(float(np.linalg.det(cell)))
+    k_all = kvectors(cell, sigma, accuracy)
+    for start in range(0, len(k_all), chunk):
+        k = k_all[start:start + chunk]
+        k2 = np.einsum("kd,kd->k", k, k)
+        g = COULOMB_CONSTANT * 4.0 * math.pi * np.exp(-0.5 * sigma * sigma * k2) / (volume * k2)
+        phase = k @ pos.T
+        yield k, k2, g, np.cos(phase), np.sin(phase)
+
+
+def _self_and_background(cell: np.ndarray, sigma: float) -> tuple[float, float]:
+    """The self-term and background factors of the sum.
+
+    Returns ``k_e / (√(2π) σ)`` (a Gaussian's self term) and ``k_e π σ² / V`` (the
+    neutralising background's factor), both eV/e² with σ in Å.
+    """
+    volume = abs(float(np.linalg.det(cell)))
+    return (COULOMB_CONSTANT / (math.sqrt(2.0 * math.pi) * sigma),
+            COULOMB_CONSTANT * math.pi * sigma * sigma / volume)
+
+
 def ewald(positions: np.ndarray, charges: np.ndarray, cell: np.ndarray, smearing: float,
           accuracy: float = ACCURACY, chunk: int = 4096
           ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -95,18 +122,11 @@ def ewald(positions: np.ndarray, charges: np.ndarray, cell: np.ndarray, smearing
     pos = np.asarray(positions, dtype=np.float64)
     q = np.asarray(charges, dtype=np.float64)
     cell = np.asarray(cell, dtype=np.float64)
-    volume = abs(float(np.linalg.det(cell)))
-    sigma, k_e = float(smearing), COULOMB_CONSTANT
-    k_all = kvectors(cell, sigma, accuracy)
+    sigma = float(smearing)
     potential = np.zeros(len(q))
     forces = np.zeros((len(q), 3))
     virial = np.zeros((3, 3))
-    for start in range(0, len(k_all), chunk):
-        k = k_all[start:start + chunk]  # (m, 3)
-        k2 = np.einsum("kd,kd->k", k, k)  # (m,)
-        g = k_e * 4.0 * math.pi * np.exp(-0.5 * sigma * sigma * k2) / (volume * k2)  # (m,)
-        phase = k @ pos.T  # (m, n)
-        cos, sin = np.cos(phase), np.sin(phase)
+    for k, k2, g, cos, sin in _blocks(pos, cell, sigma, accuracy, chunk):
         a, b = cos @ q, sin @ q  # (m,): S(k) = A + iB
         potential += 2.0 * ((g * a) @ cos + (g * b) @ sin)
         forces += 2.0 * q[:, None] * ((sin.T * (g * a) - cos.T * (g * b)) @ k)  # (n, 3)
@@ -114,8 +134,7 @@ def ewald(positions: np.ndarray, charges: np.ndarray, cell: np.ndarray, smearing
         virial += s2.sum() * np.eye(3) - 2.0 * np.einsum(
             "k,kd,ke->de", s2 * (1.0 / k2 + 0.5 * sigma * sigma), k, k)
     total = q.sum()
-    self_term = k_e / (math.sqrt(2.0 * math.pi) * sigma)
-    background = k_e * math.pi * sigma * sigma / volume
+    self_term, background = _self_and_background(cell, sigma)
     potential += -2.0 * self_term * q - 2.0 * background * total
     virial += -background * total * total * np.eye(3)
     energy = 0.5 * float(q @ potential)
@@ -132,19 +151,13 @@ def coulomb_matrix(positions: np.ndarray, cell: np.ndarray, smearing: float,
     """
     pos = np.asarray(positions, dtype=np.float64)
     cell = np.asarray(cell, dtype=np.float64)
-    volume = abs(float(np.linalg.det(cell)))
-    sigma, k_e = float(smearing), COULOMB_CONSTANT
-    k_all = kvectors(cell, sigma, accuracy)
+    sigma = float(smearing)
     matrix = np.zeros((len(pos), len(pos)))
-    for start in range(0, len(k_all), chunk):
-        k = k_all[start:start + chunk]
-        k2 = np.einsum("kd,kd->k", k, k)
-        g = k_e * 4.0 * math.pi * np.exp(-0.5 * sigma * sigma * k2) / (volume * k2)
-        phase = k @ pos.T  # (m, n)
-        cos, sin = np.cos(phase), np.sin(phase)
+    for _, _, g, cos, sin in _blocks(pos, cell, sigma, accuracy, chunk):
         matrix += 2.0 * ((cos.T * g) @ cos + (sin.T * g) @ sin)
-    matrix -= 2.0 * k_e / (math.sqrt(2.0 * math.pi) * sigma) * np.eye(len(pos))
-    matrix -= 2.0 * k_e * math.pi * sigma * sigma / volume
+    self_term, background = _self_and_background(cell, sigma)
+    matrix -= 2.0 * self_term * np.eye(len(pos))
+    matrix -= 2.0 * background
     return matrix
 
 
@@ -187,8 +200,9 @@ def equilibrate(positions: np.ndarray, cell: np.ndarray, raw: np.ndarray,
     raw = np.asarray(raw, dtype=np.float64)
     n = len(raw)
     matrix = coulomb_matrix(pos, cell, smearing, accuracy)
+    # + s₀ = 2 k_e / (√(2π) σ)
     diagonal = np.asarray(hardness, dtype=np.float64) + \
-        COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing
+        2.0 * _self_and_background(cell, smearing)[0]
     chi = -chi_scale * raw
     system = np.zeros((n + 1, n + 1))
     system[:n, :n] = matrix + np.diag(diagonal)
