@@ -217,6 +217,18 @@ def _salt(repeat=(2, 2, 3), seed=1):
     return atoms
 
 
+def _charged_single_point(folder, plugin, atoms, np_, pair):
+    """`_single_point` of Na-Cl with learned charges; also the per-atom charges and
+    energies ``(n, 3)``: id, d_nnip_charge (e), pe/atom (eV), sorted by id."""
+    energy, forces, stress, out = _single_point(folder, plugin, None, atoms, np_,
+                                                species=("Na", "Cl"), pair=pair, extra="""
+compute q all property/atom d_nnip_charge
+compute e all pe/atom
+dump d all custom 1 atoms.txt id c_q c_e
+dump_modify d sort id format float %.15g""")
+    return energy, forces, stress, out, np.loadtxt(folder / "atoms.txt", skiprows=9)
+
+
 @pytest.mark.parametrize(("np_", "total_charge"), [(1, 0.0), (2, 0.0), (2, 1.5)])
 def test_learned_charges_and_ewald_sum_match_the_ase_calculator(plugin, ionic, tmp_path,
                                                                 np_, total_charge):
@@ -224,20 +236,14 @@ def test_learned_charges_and_ewald_sum_match_the_ase_calculator(plugin, ionic, t
     assert float(load_compiled(path).metadata["ghost_cutoff"]) == 8.0  # the charge net's
     atoms = _salt()
     atoms.info["total_charge"] = total_charge
-    energy, forces, stress, out = _single_point(
-        tmp_path, plugin, path, atoms, np_, species=("Na", "Cl"),
-        pair=f"pair_style nnip total_charge {total_charge}\npair_coeff * * {path} Na Cl",
-        extra="""
-compute q all property/atom d_nnip_charge
-compute e all pe/atom
-dump d all custom 1 atoms.txt id c_q c_e
-dump_modify d sort id format float %.15g""")
+    energy, forces, stress, out, per_atom = _charged_single_point(
+        tmp_path, plugin, atoms, np_,
+        f"pair_style nnip total_charge {total_charge}\npair_coeff * * {path} Na Cl")
     assert "electrostatics: Gaussian charges of width 1 Å" in out
     atoms.calc = NNIPCalculator(model)
     assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
     assert np.abs(forces - atoms.get_forces()).max() < 1e-9
     assert np.allclose(stress, atoms.get_stress(), rtol=1e-6, atol=1e-9)
-    per_atom = np.loadtxt(tmp_path / "atoms.txt", skiprows=9)
     assert np.abs(per_atom[:, 1] - atoms.get_charges()).max() < 1e-10
     assert np.abs(per_atom[:, 2] - atoms.get_potential_energies()).max() < 1e-9
     assert per_atom[:, 1].sum() == pytest.approx(total_charge, abs=1e-10)
@@ -296,22 +302,16 @@ def test_charge_equilibration_matches_the_ase_calculator(plugin, qeq_models, tmp
     model, path = qeq_models[energy]
     atoms = _salt()
     atoms.info["total_charge"] = total_charge
-    e_lmp, forces, stress, out = _single_point(
-        tmp_path, plugin, path, atoms, np_, species=("Na", "Cl"),
-        pair=f"pair_style nnip total_charge {total_charge} qeq_tolerance 1e-11\n"
-             f"pair_coeff * * {path} Na Cl",
-        extra="""
-compute q all property/atom d_nnip_charge
-compute e all pe/atom
-dump d all custom 1 atoms.txt id c_q c_e
-dump_modify d sort id format float %.15g""")
+    e_lmp, forces, stress, out, per_atom = _charged_single_point(
+        tmp_path, plugin, atoms, np_,
+        f"pair_style nnip total_charge {total_charge} qeq_tolerance 1e-11\n"
+        f"pair_coeff * * {path} Na Cl")
     assert "charge equilibration (energy " + energy in out
     assert "conjugate-gradient iterations per step" in out
     atoms.calc = NNIPCalculator(model)
     assert e_lmp == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
     assert np.abs(forces - atoms.get_forces()).max() < 1e-8
     assert np.allclose(stress, atoms.get_stress(), rtol=1e-6, atol=1e-9)
-    per_atom = np.loadtxt(tmp_path / "atoms.txt", skiprows=9)
     assert np.abs(per_atom[:, 1] - atoms.get_charges()).max() < 1e-9
     assert np.abs(per_atom[:, 2] - atoms.get_potential_energies()).max() < 1e-8
     assert per_atom[:, 1].sum() == pytest.approx(total_charge, abs=1e-9)

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 using namespace LAMMPS_NS;
 
@@ -486,17 +487,22 @@ void PairNNIP::solve(const std::vector<double> &diagonal, const std::vector<doub
   for (double &value : xv)    // an atom new to the run (e.g. inserted) has no warm start
     if (!std::isfinite(value)) value = 0.0;
   // global sums of two products (one allreduce)
-  auto dot2 = [&](const std::vector<double> &a, const std::vector<double> &b,
-                  const std::vector<double> &c, const std::vector<double> &d, double *out) {
-    double local[2] = {0.0, 0.0};
-    for (int i = 0; i < nlocal; i++) local[0] += a[i] * b[i], local[1] += c[i] * d[i];
-    MPI_Allreduce(local, out, 2, MPI_DOUBLE, MPI_SUM, world);
+  // sums over all processes of products a_m . b_m (one allreduce for up to 3 pairs)
+  using Operands = std::pair<const std::vector<double> *, const std::vector<double> *>;
+  auto dots = [&](std::initializer_list<Operands> pairs, double *out) {
+    double local[3] = {0.0, 0.0, 0.0};
+    int m = 0;
+    for (const Operands &ab : pairs) {
+      for (int i = 0; i < nlocal; i++) local[m] += (*ab.first)[i] * (*ab.second)[i];
+      m++;
+    }
+    MPI_Allreduce(local, out, m, MPI_DOUBLE, MPI_SUM, world);
   };
-  auto project = [&](std::vector<double> &v) {    // v - mean(v): onto sum v = 0
+  auto shift = [&](std::vector<double> &v, double target) {    // onto sum v = target
     double local = 0.0, sum;
     for (int i = 0; i < nlocal; i++) local += v[i];
     MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, world);
-    for (int i = 0; i < nlocal; i++) v[i] -= sum / n_atoms;
+    for (int i = 0; i < nlocal; i++) v[i] += (target - sum) / n_atoms;
   };
   auto apply = [&](const std::vector<double> &v, std::vector<double> &out) {
     kspace(v, &out, 0.0, 0.0);
@@ -504,45 +510,38 @@ void PairNNIP::solve(const std::vector<double> &diagonal, const std::vector<doub
   };
   auto precondition = [&]() {
     for (int i = 0; i < nlocal; i++) z[i] = r[i] / (diagonal[i] + ewald_diagonal);
-    project(z);
+    shift(z, 0.0);
   };
-  {    // onto the plane sum x = total
-    double local = 0.0, sum;
-    for (int i = 0; i < nlocal; i++) local += xv[i];
-    MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, world);
-    for (int i = 0; i < nlocal; i++) xv[i] += (total - sum) / n_atoms;
-  }
+  shift(xv, total);
   apply(xv, hp);
   for (int i = 0; i < nlocal; i++) r[i] = rhs[i] - hp[i];
-  project(r);
+  shift(r, 0.0);
   precondition();
   p = z;
-  double norms[2];
-  dot2(rhs, rhs, r, z, norms);
+  double norms[3];    // |rhs|^2, r . z, r . r
+  dots({{&rhs, &rhs}, {&r, &z}, {&r, &r}}, norms);
   const double target = qeq_tolerance * std::sqrt(norms[0]);
-  double rz = norms[1];
+  double rz = norms[1], rr = norms[2];
   for (int iteration = 0; iteration <= 1000; iteration++) {
-    double rr[2];
-    dot2(r, r, r, r, rr);
-    if (std::sqrt(rr[0]) <= target || rr[0] == 0.0) {
+    if (std::sqrt(rr) <= target || rr == 0.0) {
       std::copy(xv.begin(), xv.end(), x);
       return;
     }
     if (iteration == 1000) break;
     apply(p, hp);
-    double php[2];
-    dot2(p, hp, p, hp, php);
-    const double alpha = rz / php[0];
+    double php;
+    dots({{&p, &hp}}, &php);
+    const double alpha = rz / php;
     for (int i = 0; i < nlocal; i++) {
       xv[i] += alpha * p[i];
       r[i] -= alpha * hp[i];
     }
-    project(r);    // keeps round-off from leaving the plane
+    shift(r, 0.0);    // keeps round-off from leaving the plane
     precondition();
-    double next[2];
-    dot2(r, z, r, z, next);
+    double next[2];    // r . z, r . r
+    dots({{&r, &z}, {&r, &r}}, next);
     const double beta = next[0] / rz;
-    rz = next[0];
+    rz = next[0], rr = next[1];
     for (int i = 0; i < nlocal; i++) p[i] = z[i] + beta * p[i];
     qeq_iterations++;
   }
