@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,9 +60,14 @@ class Task:
     test: str
     validation: float | int = 0.1  # fraction, or a number of structures
     cutoff: float = 5.0
+    default_cutoff: float | None = None  # set in __post_init__; --cutoff changes ``cutoff``
     per_structure: bool = False  # molecules: report energy per structure (meV)
     published: dict[str, tuple[float, float]] = field(default_factory=dict)
     note: str = ""
+
+    def __post_init__(self):
+        if self.default_cutoff is None:
+            self.default_cutoff = self.cutoff
 
 
 _MLEARN_BEST = {"Ni": (0.42, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01),
@@ -104,6 +109,11 @@ SCHEDULE = f"lr {LR:g}, E×{FINAL_ENERGY_WEIGHT:g} last {FINAL_FRACTION:.0%}"
 OLD_SCHEDULE = "lr 0.003 plateau"  # rows measured before 2026-11-24 15:00 UTC
 
 
+
+
+def _cutoff_tag(task: Task) -> str:
+    """Run-folder suffix of a task whose cutoff was overridden (``--cutoff``)."""
+    return "" if task.cutoff == task.default_cutoff else f"-r{task.cutoff:g}"
 
 
 def make_split(name: str, task: Task, out: Path) -> dict[str, Path]:
@@ -180,7 +190,7 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
                   "min_lr": 1e-5, "weight_decay": variant.get("weight_decay", 0.0),
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
                   "checkpoint_every": 1000, "threads": threads, "compile": compile_},
-        "output": {"run_dir": str(out / name / (task_name + suffix)),
+        "output": {"run_dir": str(out / name / (task_name + _cutoff_tag(task) + suffix)),
                    "license": "benchmark"},
     }
     if Path(config["output"]["run_dir"]).exists():  # a benchmark run starts afresh
@@ -232,7 +242,7 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     start is set by time.
     """
     python = ensure_peer("mace")
-    folder = out / "mace-torch" / task_name
+    folder = out / "mace-torch" / (task_name + _cutoff_tag(task))
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -345,7 +355,8 @@ def _merge_row(results: Path, row: dict, meta: dict) -> list[dict]:
         rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []
         key = lambda r: (r["task"], r["model"], r["minutes"],  # noqa: E731
                          r.get("compiled", False), r.get("final_energy_weight"),
-                         json.dumps(r.get("variant"), sort_keys=True))
+                         json.dumps(r.get("variant"), sort_keys=True), r.get("cutoff"),
+                         r.get("machine"))
         rows = [r for r in rows if key(r) != key(row)] + [row]
         rows.sort(key=lambda r: (list(TASKS).index(r["task"]), r["minutes"],
                                  MODELS.index(r["model"])))
@@ -379,6 +390,9 @@ def main() -> None:
                         help="nnip models: energy weight before the final stage (shared: 10)")
     parser.add_argument("--weight-decay", type=float, default=None,
                         help="nnip models: AdamW weight decay (shared: 0)")
+    parser.add_argument("--cutoff", type=float, default=None,
+                        help="cutoff radius in Å for every model of the run, nnip and "
+                             "mace-torch alike (default: the task's, 5 Å; water 6 Å)")
     parser.add_argument("--params", type=json.loads, default=None,
                         help="nnip models: JSON of model hyperparameters to override, "
                              "e.g. '{\"n_interactions\": 2}'")
@@ -402,11 +416,16 @@ def main() -> None:
                                  ("params", args.params)) if v is not None}
     for task_name in args.tasks:
         task = TASKS[task_name]
+        if args.cutoff is not None:
+            task = replace(task, cutoff=args.cutoff)
         split = make_split(task_name, task, out)
         for model in args.models:
             if args.skip_done and any(
-                    (r["task"], r["model"], r["minutes"], r.get("compiled", False)) ==
-                    (task_name, model, args.minutes, args.compile) for r in rows):
+                    (r["task"], r["model"], r["minutes"], r.get("compiled", False),
+                     r.get("cutoff")) ==
+                    (task_name, model, args.minutes, args.compile,
+                     None if task.cutoff == task.default_cutoff else task.cutoff)
+                    for r in rows):
                 print(f"=== {task_name} / {model}: done, skipped", flush=True)
                 continue
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
@@ -434,6 +453,9 @@ def main() -> None:
                 row["schedule"] += "".join(
                     f", {k.replace('_', ' ')} {json.dumps(v) if isinstance(v, dict) else f'{v:g}'}"
                     for k, v in variant.items())
+            if task.cutoff != task.default_cutoff:
+                row["cutoff"] = task.cutoff
+                row["schedule"] += f", cutoff {task.cutoff:g} Å"
             if args.compile and model != "mace-torch":
                 row["compiled"] = True
                 row["schedule"] += ", compiled"
