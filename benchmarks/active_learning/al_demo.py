@@ -132,6 +132,9 @@ def main() -> None:
                         help="training budget per iteration and for each baseline")
     parser.add_argument("--absolute", action="store_true",
                         help="ethanol-xtb: the absolute window 0.2-0.8 eV/Å of the first runs")
+    parser.add_argument("--select", choices=["fps", "random"], default="fps",
+                        help="select.method: farthest-point sampling among the candidates "
+                             "(default, the runs recorded before 2026-12-06) or a uniform draw")
     parser.add_argument("--curve", type=int, nargs="*", default=None, metavar="ITERATION",
                         help="after a finished run in --out: learning curves. At the loop's "
                              "label counts after these iterations (default every third), "
@@ -172,7 +175,7 @@ def main() -> None:
                     "ramp": True, "compile": args.compile},
         "select": {"threshold_eV_per_A": spec["threshold"], "upper_eV_per_A": spec["upper"],
                    "relative_level_eV_per_A": spec.get("relative_level", 0.0),
-                   "max_per_iteration": 20},
+                   "max_per_iteration": 20, "method": args.select},
         "train": {"data": {"train": [str(out / "init.xyz")], "validation_fraction": 0.1},
                   "model": model, "train": TRAIN},
     }

@@ -163,6 +163,32 @@ def test_selection_keeps_to_the_trust_window():
     assert _select(_frames_with_spreads([0.05, 0.01]), window)[0] == []
 
 
+def test_random_selection_draws_uniformly_inside_the_window():
+    window = SelectConfig(threshold_eV_per_A=0.1, upper_eV_per_A=0.5, max_per_iteration=3,
+                          method="random")
+    spreads = [0.2, 0.05, 0.3, 0.9, 0.45, 0.15, 0.25, 0.35, 0.02]
+    inside = {0, 2, 4, 5, 6, 7}
+    frames = _frames_with_spreads(spreads)
+    draws = [tuple(_select(frames, window, seed=s)[0]) for s in range(40)]
+    assert all(len(d) == 3 and set(d) <= inside for d in draws)
+    assert _select(frames, window, seed=7)[0] == list(draws[7])  # seeded
+    # uniform: over 40 draws every candidate is picked, each about half the time
+    counts = {i: sum(i in d for d in draws) for i in inside}
+    assert all(8 <= c <= 32 for c in counts.values()), counts
+    # nothing inside the window: the frames nearest to it
+    chosen, _ = _select(_frames_with_spreads([0.05, 2.0, 0.7, 0.6, 0.01]),
+                        dataclasses.replace(window, max_per_iteration=2))
+    assert chosen == [2, 3]
+
+
+def test_select_method_is_checked(tmp_path):
+    ase.io.write(tmp_path / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    with pytest.raises(ConfigError, match="select.method"):
+        load_al_config({"train": {"train": {"committee": 2}},
+                        "explore": {"structures": [str(tmp_path / "start.xyz")]},
+                        "select": {"method": "top"}})
+
+
 def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
     from nnip.models import Committee, build
 

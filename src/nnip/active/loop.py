@@ -97,7 +97,15 @@ class SelectConfig:
         upper_eV_per_A: past this spread a trajectory is taken to have broken down
             (trust_hi): that frame is not a candidate and the trajectory's later frames
             are dropped. Typically 3-5x the threshold.
-        max_per_iteration: labelled frames per iteration at most (farthest-point sampled).
+        max_per_iteration: labelled frames per iteration at most.
+        method: how the candidates are thinned to ``max_per_iteration``: ``"fps"``
+            (default) farthest-point sampling on a pair-distance fingerprint, starting
+            from the most uncertain candidate: the most diverse set, which favours the
+            tails of the explored distribution; ``"random"``: a uniform draw among the
+            candidates (DP-GEN's choice), so that the labels follow the distribution
+            the committee's MD visits while still inside the trust window. When no
+            frame lies inside the window, ``"fps"`` starts from the least broken frame
+            and ``"random"`` takes the least broken ones.
         relative_level_eV_per_A: 0 (default): the measure is the largest per-atom force
             spread in eV/Å. > 0: the largest *relative* spread,
             ``spread_i / (|F_i| + level)`` (DP-GEN's relative model deviation), and the
@@ -110,6 +118,7 @@ class SelectConfig:
     upper_eV_per_A: float = 0.5
     max_per_iteration: int = 20
     relative_level_eV_per_A: float = 0.0
+    method: str = "fps"
 
 
 @dataclass
@@ -171,6 +180,9 @@ def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
     if config.select.relative_level_eV_per_A < 0:
         raise ConfigError("al.select.relative_level_eV_per_A must be >= 0 (0: absolute "
                           f"spreads), got {config.select.relative_level_eV_per_A:g}")
+    if config.select.method not in ("fps", "random"):
+        raise ConfigError("al.select.method must be 'fps' or 'random', got "
+                          f"{config.select.method!r}")
     if not config.select.upper_eV_per_A > config.select.threshold_eV_per_A:
         raise ConfigError(f"al.select.upper_eV_per_A ({config.select.upper_eV_per_A:g}) must "
                           f"exceed threshold_eV_per_A ({config.select.threshold_eV_per_A:g})")
@@ -308,8 +320,12 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
     return frames
 
 
-def _select(frames: list[Atoms], config: SelectConfig) -> tuple[list[int], dict[str, Any]]:
-    """Indices of the frames to label and the counts behind the uncertain fraction."""
+def _select(frames: list[Atoms], config: SelectConfig,
+            seed: int = 0) -> tuple[list[int], dict[str, Any]]:
+    """Indices of the frames to label and the counts behind the uncertain fraction.
+
+    ``seed`` drives ``method: random`` (the loop passes the iteration).
+    """
     spread = np.array([f.info.get("al_uncertainty", f.info.get("max_force_uncertainty", 0.0))
                        for f in frames])
     lost = sum(int(f.info.get("al_lost_samples", 0)) for f in frames)
@@ -323,10 +339,17 @@ def _select(frames: list[Atoms], config: SelectConfig) -> tuple[list[int], dict[
     pool = candidates if len(candidates) else broken
     if len(pool) == 0:
         return [], counts
+    k = config.max_per_iteration
+    if config.method == "random":
+        if len(candidates):
+            picked = np.random.default_rng(seed).permutation(len(pool))[:k]
+        else:  # the frames nearest the window, not the model's wildest artefacts
+            picked = np.argsort(spread[pool], kind="stable")[:k]
+        return sorted(int(pool[i]) for i in picked), counts
     features = np.stack([fingerprint(frames[i]) for i in pool])
     first = int(np.argmax(np.where(spread[pool] <= config.upper_eV_per_A, spread[pool],
                                    -spread[pool])))
-    picked = farthest_point_sample(features, config.max_per_iteration, first)
+    picked = farthest_point_sample(features, k, first)
     return sorted(int(pool[i]) for i in picked), counts
 
 
@@ -418,7 +441,7 @@ def _run_loop(config: ALConfig, progress: bool, say: Callable[[str], None]) -> d
             state.save()
         if state.data["phase"] == "select":
             frames = ase.io.read(candidates_path, ":")
-            chosen, counts = _select(frames, config.select)
+            chosen, counts = _select(frames, config.select, seed=k)
             fraction = counts["uncertain_fraction"]
             row.update(n_explored=len(frames), **counts, n_selected=len(chosen))
             say(f"[al] iteration {k} at {_temperatures(config.explore, k)} K: "
