@@ -60,14 +60,9 @@ class Task:
     test: str
     validation: float | int = 0.1  # fraction, or a number of structures
     cutoff: float = 5.0
-    default_cutoff: float | None = None  # set in __post_init__; --cutoff changes ``cutoff``
     per_structure: bool = False  # molecules: report energy per structure (meV)
     published: dict[str, tuple[float, float]] = field(default_factory=dict)
     note: str = ""
-
-    def __post_init__(self):
-        if self.default_cutoff is None:
-            self.default_cutoff = self.cutoff
 
 
 _MLEARN_BEST = {"Ni": (0.42, 0.01), "Cu": (0.41, 0.01), "Li": (0.49, 0.01),
@@ -111,9 +106,15 @@ OLD_SCHEDULE = "lr 0.003 plateau"  # rows measured before 2026-11-24 15:00 UTC
 
 
 
-def _cutoff_tag(task: Task) -> str:
+def _cutoff_override(task_name: str, task: Task) -> float | None:
+    """``task``'s cutoff where ``--cutoff`` changed it from the task's own, else None."""
+    return None if task.cutoff == TASKS[task_name].cutoff else task.cutoff
+
+
+def _cutoff_tag(task_name: str, task: Task) -> str:
     """Run-folder suffix of a task whose cutoff was overridden (``--cutoff``)."""
-    return "" if task.cutoff == task.default_cutoff else f"-r{task.cutoff:g}"
+    cutoff = _cutoff_override(task_name, task)
+    return "" if cutoff is None else f"-r{cutoff:g}"
 
 
 def make_split(name: str, task: Task, out: Path) -> dict[str, Path]:
@@ -190,7 +191,7 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
                   "min_lr": 1e-5, "weight_decay": variant.get("weight_decay", 0.0),
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
                   "checkpoint_every": 1000, "threads": threads, "compile": compile_},
-        "output": {"run_dir": str(out / name / (task_name + _cutoff_tag(task) + suffix)),
+        "output": {"run_dir": str(out / name / (task_name + _cutoff_tag(task_name, task) + suffix)),
                    "license": "benchmark"},
     }
     if Path(config["output"]["run_dir"]).exists():  # a benchmark run starts afresh
@@ -242,7 +243,7 @@ def run_mace_torch(task_name: str, task: Task, split: dict[str, Path], out: Path
     start is set by time.
     """
     python = ensure_peer("mace")
-    folder = out / "mace-torch" / (task_name + _cutoff_tag(task))
+    folder = out / "mace-torch" / (task_name + _cutoff_tag(task_name, task))
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -424,8 +425,7 @@ def main() -> None:
                     (r["task"], r["model"], r["minutes"], r.get("compiled", False),
                      r.get("cutoff")) ==
                     (task_name, model, args.minutes, args.compile,
-                     None if task.cutoff == task.default_cutoff else task.cutoff)
-                    for r in rows):
+                     _cutoff_override(task_name, task)) for r in rows):
                 print(f"=== {task_name} / {model}: done, skipped", flush=True)
                 continue
             print(f"=== {task_name} / {model} ({args.minutes:g} min)", flush=True)
@@ -453,7 +453,7 @@ def main() -> None:
                 row["schedule"] += "".join(
                     f", {k.replace('_', ' ')} {json.dumps(v) if isinstance(v, dict) else f'{v:g}'}"
                     for k, v in variant.items())
-            if task.cutoff != task.default_cutoff:
+            if _cutoff_override(task_name, task) is not None:
                 row["cutoff"] = task.cutoff
                 row["schedule"] += f", cutoff {task.cutoff:g} Å"
             if args.compile and model != "mace-torch":
