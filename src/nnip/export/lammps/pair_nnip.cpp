@@ -486,7 +486,6 @@ void PairNNIP::solve(const std::vector<double> &diagonal, const std::vector<doub
   std::vector<double> xv(x, x + nlocal);
   for (double &value : xv)    // an atom new to the run (e.g. inserted) has no warm start
     if (!std::isfinite(value)) value = 0.0;
-  // global sums of two products (one allreduce)
   // sums over all processes of products a_m . b_m (one allreduce for up to 3 pairs)
   using Operands = std::pair<const std::vector<double> *, const std::vector<double> *>;
   auto dots = [&](std::initializer_list<Operands> pairs, double *out) {
