@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ase.build import bulk, molecule
 from e3nn import o3
 
+from nnip.data.graph import AtomicGraph
 from nnip.models import build
-from nnip.nn.equivariant import Convolution
+from nnip.nn.equivariant import Convolution, edge_pairs
 
 
 def _e3nn_messages(conv: Convolution, irreps_in: o3.Irreps, irreps_sh: o3.Irreps,
@@ -144,3 +146,58 @@ def test_nequip_convolution_first_and_second_derivatives():
 
     assert torch.autograd.gradcheck(f, (h, sh, radial, envelope))
     assert torch.autograd.gradgradcheck(f, (h, sh, radial, envelope))
+
+
+def _pair_frames() -> list:
+    small = bulk("Cu", "fcc", a=3.6)  # one atom: it sees its own periodic images
+    small.rattle(0.05, seed=1)
+    skewed = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
+    skewed.set_cell(skewed.cell.array + [[0, 0.4, 0.2], [0.3, 0, 0], [0, 0, 0]],
+                    scale_atoms=True)  # triclinic
+    skewed.rattle(0.05, seed=2)
+    skewed.numbers[::3] = 28
+    mol = molecule("CH3CH2OH")
+    mol.rattle(0.05, seed=3)
+    return [small, skewed, mol]
+
+
+def test_edge_pairs_maps_both_directions_of_a_pair_to_one_row():
+    graph = AtomicGraph.from_atoms(_pair_frames(), 4.5)
+    first, slot = edge_pairs(graph.edge_index, graph.edge_shift, graph.n_atoms)
+    assert 2 * first.shape[0] == graph.n_edges  # a full list: every pair twice
+    assert torch.equal(slot[first], torch.arange(first.shape[0]))
+    counts = torch.bincount(slot)
+    assert bool((counts == 2).all())
+    # the two edges of a row are each other's reverse: i <-> j and S -> -S
+    i, j = graph.edge_index
+    order = torch.argsort(slot, stable=True)
+    a, b = order[0::2], order[1::2]
+    assert torch.equal(i[a], j[b]) and torch.equal(j[a], i[b])
+    assert torch.equal(graph.edge_shift[a], -graph.edge_shift[b])
+    r = graph.edge_vectors().norm(dim=-1)
+    assert torch.allclose(r[a], r[b], rtol=0, atol=1e-12)
+    # a list without the reverse edges (built otherwise): each edge represents itself
+    half = i < j
+    first, slot = edge_pairs(graph.edge_index[:, half], graph.edge_shift[half], graph.n_atoms)
+    assert torch.equal(first, torch.arange(int(half.sum()))) and torch.equal(slot, first)
+    empty = torch.zeros((2, 0), dtype=torch.int64)
+    first, slot = edge_pairs(empty, torch.zeros((0, 3), dtype=torch.int64), 3)
+    assert first.shape == slot.shape == (0,)
+
+
+@pytest.mark.parametrize("arch", ["mace", "nequip"])
+def test_radial_networks_once_per_pair_give_the_same_energy_forces_and_stress(arch):
+    frames = _pair_frames()[:2]
+    model = build(arch, ["Cu", "Ni"], 4.5, dtype=torch.float64, n_features=8,
+                  n_interactions=2, l_max=2, seed=0)
+    graph = AtomicGraph.from_atoms(frames, 4.5)
+    outputs = []
+    for paired in (True, False):
+        for module in model.modules():
+            if hasattr(module, "pair_edges"):
+                module.pair_edges = paired
+        outputs.append(model(graph, compute_forces=True, compute_stress=True))
+    paired, single = outputs
+    for name in ("energy", "forces", "stress"):
+        assert torch.allclose(getattr(paired, name), getattr(single, name), rtol=0,
+                              atol=1e-12), name

@@ -31,6 +31,7 @@ from e3nn import o3
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
+from nnip.nn.chunking import chunked
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
@@ -249,7 +250,8 @@ class MACELayer(nn.Module):
     Shapes:
         ``h (n_nodes, irreps_in.dim), one_hot (n_nodes, n_types), types (n_nodes,),
         sh (n_edges, sh.dim), radial (n_edges, n_basis), envelope (n_edges,),
-        edge_index (2, n_edges) -> (n_nodes, irreps_out.dim)``.
+        edge_index (2, n_edges) -> (n_nodes, irreps_out.dim)``; with ``slot``, radial
+        and envelope per pair of edges (`nnip.nn.equivariant.Convolution`).
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps,
@@ -282,9 +284,9 @@ class MACELayer(nn.Module):
 
     def forward(self, h: torch.Tensor, one_hot: torch.Tensor, types: torch.Tensor,
                 sh: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
-                edge_index: torch.Tensor) -> torch.Tensor:
+                edge_index: torch.Tensor, slot: torch.Tensor | None = None) -> torch.Tensor:
         """Update node features (shapes in the class docstring)."""
-        agg = self.conv(h, sh, radial, envelope, edge_index)  # (n_nodes, mid.dim)
+        agg = self.conv(h, sh, radial, envelope, edge_index, slot)  # (n_nodes, mid.dim)
         A = self._to_channels(self.linear_A(agg))  # (n_nodes, K, sh.dim)
         B = self.product(A, types)  # (n_nodes, K * out.dim)
         return self.linear_out(B) + self.self_connection(h, one_hot)
@@ -308,6 +310,9 @@ class MACE(nn.Module):
         self.n_types = type_map.n_types
         self.irreps_sh = _irreps_up_to(c.l_max)
         self.edges = EdgeEmbedding(self.irreps_sh, cutoff, c.n_basis, c.cutoff_fn)
+        self.pair_edges = True
+        """Radial networks once per pair of edges (`nnip.nn.equivariant.edge_pairs`);
+        ``False`` (static shapes: `nnip.models.potential.use_static_shapes`) once per edge."""
         self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
                                    o3.Irreps(f"{c.n_features}x0e"))
         irreps = o3.Irreps(f"{c.n_features}x0e")
@@ -334,7 +339,10 @@ class MACE(nn.Module):
         ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
         network's representation); see `nnip.nn.embedding.head_minus_isolated`.
         """
-        sh, radial, envelope = self.edges(graph)  # (n_edges, sh.dim), (n_edges, n_basis), ...
+        # radial features once per pair of edges i->j, j->i (not with chunked sums:
+        # a chunk's backward recomputes its own edges' radial weights)
+        paired = self.pair_edges and not chunked(graph.n_edges)
+        sh, radial, envelope, slot = self.edges(graph, paired)  # slot: (n_edges,) or None
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
         # One extra node per element, without edges: the isolated atom of that element.
@@ -342,7 +350,7 @@ class MACE(nn.Module):
         h = self.embedding(one_hot)  # (n_nodes, K)
         energy = h.new_zeros(h.shape[0])  # (n_nodes,)
         for layer, readout in zip(self.layers, self.readouts):
-            h = layer(h, one_hot, all_types, sh, radial, envelope, graph.edge_index)
+            h = layer(h, one_hot, all_types, sh, radial, envelope, graph.edge_index, slot)
             energy = energy + readout(h).squeeze(-1)
         # the last layer's features are scalars only (n_nodes, n_features)
         return (minus_isolated(energy, n_atoms, types),  # (n_atoms,)

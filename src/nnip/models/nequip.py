@@ -39,6 +39,7 @@ from e3nn import o3
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
+from nnip.nn.chunking import chunked
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
@@ -150,7 +151,8 @@ class Interaction(nn.Module):
     Shapes:
         ``h (n_nodes, irreps_in.dim), one_hot (n_nodes, n_types), sh (n_edges, sh.dim),
         radial (n_edges, n_basis), envelope (n_edges,), edge_index (2, n_edges)
-        -> (n_nodes, irreps_out.dim)``.
+        -> (n_nodes, irreps_out.dim)``; with ``slot``, radial and envelope per pair of
+        edges (`nnip.nn.equivariant.Convolution`).
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_target: o3.Irreps, irreps_sh: o3.Irreps,
@@ -186,10 +188,10 @@ class Interaction(nn.Module):
             self.register_buffer("residual_index", index, persistent=False)
 
     def forward(self, h: torch.Tensor, one_hot: torch.Tensor, sh: torch.Tensor,
-                radial: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor
-                ) -> torch.Tensor:
+                radial: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor,
+                slot: torch.Tensor | None = None) -> torch.Tensor:
         """Update node features (shapes in the class docstring)."""
-        agg = self.conv(h, sh, radial, envelope, edge_index)  # (n_nodes, mid.dim)
+        agg = self.conv(h, sh, radial, envelope, edge_index, slot)  # (n_nodes, mid.dim)
         out = self.gate(self.linear_out(agg) + self.self_connection(h, one_hot))
         if self.residual:
             out = out + (h if self._residual_all else h.index_select(1, self.residual_index))
@@ -214,6 +216,9 @@ class NequIP(nn.Module):
         self.n_types = type_map.n_types
         self.irreps_sh = o3.Irreps.spherical_harmonics(c.l_max)
         self.edges = EdgeEmbedding(self.irreps_sh, cutoff, c.n_basis, c.cutoff_fn)
+        self.pair_edges = True
+        """Radial networks once per pair of edges (`nnip.nn.equivariant.edge_pairs`);
+        ``False`` (static shapes: `nnip.models.potential.use_static_shapes`) once per edge."""
         self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
                                    o3.Irreps(f"{c.n_features}x0e"))
         hidden = hidden_irreps(c.n_features, c.l_max, c.parity)
@@ -245,14 +250,17 @@ class NequIP(nn.Module):
         ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
         network's representation); see `nnip.nn.embedding.head_minus_isolated`.
         """
-        sh, radial, envelope = self.edges(graph)  # (n_edges, sh.dim), (n_edges, n_basis), ...
+        # radial features once per pair of edges i->j, j->i (not with chunked sums:
+        # a chunk's backward recomputes its own edges' radial weights)
+        paired = self.pair_edges and not chunked(graph.n_edges)
+        sh, radial, envelope, slot = self.edges(graph, paired)  # slot: (n_edges,) or None
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
         # One extra node per element, without edges: the isolated atom of that element.
         _, one_hot = with_isolated_atoms(types, self.n_types, sh.dtype)
         h = self.embedding(one_hot)  # (n_nodes, n_features)
         for layer in self.interactions:
-            h = layer(h, one_hot, sh, radial, envelope, graph.edge_index)
+            h = layer(h, one_hot, sh, radial, envelope, graph.edge_index, slot)
         scalars = self.to_scalars(h)  # (n_nodes, n_features)
         energy = self.readout(scalars).squeeze(-1)  # (n_nodes,)
         return (minus_isolated(energy, n_atoms, types),  # (n_atoms,)

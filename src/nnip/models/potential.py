@@ -304,14 +304,16 @@ class Potential(nn.Module):
 
 
 def use_static_shapes(model: nn.Module) -> None:
-    """Switch off per-element gathers (data-dependent sizes) in every submodule.
+    """Switch off per-element gathers and edge pairing (data-dependent sizes) everywhere.
 
-    Same numbers, static shapes: what graph capture (`torch.export`, `torch.compile`)
-    needs. Modules that gather by element expose a ``gather_by_element`` flag.
+    Same numbers, static shapes: what `torch.export` needs. Modules that gather by
+    element expose a ``gather_by_element`` flag, those that pair edges ``pair_edges``.
     """
     for module in model.modules():
         if hasattr(module, "gather_by_element"):
             module.gather_by_element = False
+        if hasattr(module, "pair_edges"):
+            module.pair_edges = False
 
 
 def _leaves(graph: AtomicGraph, dtype: torch.dtype, copies: int, need_grad: bool,

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["AUTO_EDGES", "CHUNK_EDGES", "aggregate", "auto_chunk", "edge_chunks"]
+__all__ = ["AUTO_EDGES", "CHUNK_EDGES", "aggregate", "auto_chunk", "chunked", "edge_chunks"]
 
 # Inference of structures with more than AUTO_EDGES edges sums messages in chunks of
 # about CHUNK_EDGES edges (whole atoms). On a CPU that is faster as well as smaller: the
@@ -73,6 +73,11 @@ def edge_chunks(n_edges: int | None) -> Iterator[None]:
         _STATE.chunk = previous
 
 
+def chunked(n_edges: int) -> bool:
+    """Whether `aggregate` sums the messages of a graph of ``n_edges`` edges in chunks."""
+    return _STATE.chunk is not None and n_edges > _STATE.chunk
+
+
 def aggregate(
     messages: Callable[..., Sequence[torch.Tensor]],
     centres: torch.Tensor,
@@ -101,7 +106,7 @@ def aggregate(
         ``s_k[a] = Σ_{e: centres[e] = a} m_k[e]``.
     """
     chunk = _STATE.chunk
-    if chunk is None or centres.shape[0] <= chunk:
+    if not chunked(centres.shape[0]):
         parts = messages(*edge_inputs, *(x[neighbours] for x in node_inputs))
         return [m.new_zeros((n_nodes, *m.shape[1:])).index_add(0, centres, m) for m in parts]
     return list(_ChunkedSum.apply(messages, centres, neighbours, n_nodes, chunk,

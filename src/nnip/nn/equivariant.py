@@ -7,6 +7,8 @@
   (Thomas et al. 2018, tensor-field networks; NequIP and MACE use it as their message).
 - `with_isolated_atoms`: node types extended by one edge-less node per element, whose
   output the models subtract so that a learned term vanishes for an isolated atom.
+- `edge_pairs`: the two directions of each pair in a full neighbour list, so that the
+  radial networks run once per pair instead of once per directed edge.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from nnip.nn.chunking import aggregate
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.radial import BesselBasis
 
-__all__ = ["EdgeEmbedding", "Convolution", "with_isolated_atoms"]
+__all__ = ["EdgeEmbedding", "Convolution", "edge_pairs", "with_isolated_atoms"]
 
 
 class EdgeEmbedding(nn.Module):
@@ -37,7 +39,9 @@ class EdgeEmbedding(nn.Module):
 
     Shapes:
         ``graph -> sh (n_edges, irreps_sh.dim), radial (n_edges, n_basis),
-        envelope (n_edges,)``; lengths in Å.
+        envelope (n_edges,), slot None``; lengths in Å. With ``paired=True``, radial and
+        envelope are those of the ``n_pairs`` representative edges of `edge_pairs` and
+        ``slot (n_edges,)`` gives each edge's row in them.
     """
 
     def __init__(self, irreps_sh: o3.Irreps, cutoff: float, n_basis: int,
@@ -49,11 +53,56 @@ class EdgeEmbedding(nn.Module):
         self.basis = BesselBasis(cutoff, n_basis)
         self.envelope = CUTOFFS[cutoff_fn](cutoff)
 
-    def forward(self, graph: AtomicGraph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Spherical harmonics, radial basis and envelope of every edge."""
+    def forward(self, graph: AtomicGraph, paired: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Spherical harmonics, radial basis and envelope (of each pair when ``paired``)."""
         vectors = graph.edge_vectors()  # (n_edges, 3)
         r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
-        return self.spherical_harmonics(vectors), self.basis(r), self.envelope(r)
+        slot = None
+        if paired:
+            first, slot = edge_pairs(graph.edge_index, graph.edge_shift, graph.n_atoms)
+            r = r[first]  # (n_pairs,): |r_ij| = |r_ji|
+        return self.spherical_harmonics(vectors), self.basis(r), self.envelope(r), slot
+
+
+def edge_pairs(edge_index: torch.Tensor, edge_shift: torch.Tensor, n_atoms: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One representative edge for each pair ``(i, j, S)`` / ``(j, i, -S)``.
+
+    A full neighbour list holds every pair twice, with the same length; a function of
+    the length alone (the radial networks: ~20 % of a MACE-style call on 108 Cu atoms)
+    need only be evaluated on one of the two: ``f(r[first])[slot] == f(r)``.
+    An edge whose reverse is missing (a list built otherwise) represents itself.
+
+    Args:
+        edge_index: ``(2, n_edges)`` int64 centre and neighbour.
+        edge_shift: ``(n_edges, 3)`` int64 lattice images.
+        n_atoms: atoms in the batch (bound of ``edge_index``).
+
+    Returns:
+        ``first (n_pairs,)`` int64, the lower-numbered edge of each pair, and
+        ``slot (n_edges,)`` int64, the row in ``first`` of each edge's pair.
+    """
+    with torch.no_grad():
+        i, j = edge_index
+        n_edges = i.shape[0]
+        edges = torch.arange(n_edges, device=i.device)
+        if n_edges == 0:
+            return edges, edges
+        smax = edge_shift.abs().max()
+        base = 2 * smax + 1
+
+        def key(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            image = ((s[:, 0] + smax) * base + s[:, 1] + smax) * base + s[:, 2] + smax
+            return (a * n_atoms + b) * base**3 + image  # unique per (i, j, S)
+
+        keys, order = torch.sort(key(i, j, edge_shift))
+        wanted = key(j, i, -edge_shift)  # the key of each edge's reverse
+        at = torch.searchsorted(keys, wanted).clamp(max=n_edges - 1)
+        reverse = torch.where(keys[at] == wanted, order[at], edges)
+        is_first = edges <= reverse
+        rank = torch.cumsum(is_first, 0) - 1
+        return torch.nonzero(is_first).squeeze(1), torch.where(is_first, rank, rank[reverse])
 
 
 def with_isolated_atoms(types: torch.Tensor, n_types: int, dtype: torch.dtype
@@ -105,8 +154,10 @@ class Convolution(nn.Module):
 
     Shapes:
         ``h (n_nodes, irreps_in.dim), sh (n_edges, sh.dim), radial (n_edges, n_basis),
-        envelope (n_edges,), edge_index (2, n_edges) -> (n_nodes, irreps_out.dim)``
-        with ``irreps_out`` the (unsimplified, sorted by irrep) irreps of the aggregated
+        envelope (n_edges,), edge_index (2, n_edges) -> (n_nodes, irreps_out.dim)``;
+        with ``slot (n_edges,)`` (`EdgeEmbedding` with ``paired=True``), radial and
+        envelope have one row per pair and the radial MLP runs once per pair.
+        ``irreps_out`` are the (unsimplified, sorted by irrep) irreps of the aggregated
         messages: the paths from input irrep ``i`` to output irrep ``k`` form one block
         ``(n_paths * U) x ir_k`` (channel ``path * U + u``).
     """
@@ -172,12 +223,18 @@ class Convolution(nn.Module):
         self.norm = 1.0 / avg_num_neighbors
 
     def forward(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
-                envelope: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+                envelope: torch.Tensor, edge_index: torch.Tensor,
+                slot: torch.Tensor | None = None) -> torch.Tensor:
         """Sum the messages of every node's neighbours (shapes in the class docstring)."""
         dst, src = edge_index
         n_nodes = h.shape[0]
-        sums = aggregate(self._messages, dst, src, n_nodes, (sh, radial, envelope),
-                         (self.linear_in(h),))  # per input irrep (n_nodes, K_i * U)
+        if slot is None:  # radial weights inside the messages (recomputed per chunk)
+            sums = aggregate(self._messages, dst, src, n_nodes, (sh, radial, envelope),
+                             (self.linear_in(h),))  # per input irrep (n_nodes, K_i * U)
+        else:  # once per pair, then to both of its edges
+            weights = (self.radial(radial) * envelope.unsqueeze(-1))[slot]
+            sums = aggregate(self._coupled, dst, src, n_nodes, (sh, weights),
+                             (self.linear_in(h),))
         blocks: list[tuple[int, torch.Tensor]] = []  # (position in irreps_out, block)
         for agg, (_, mul, _, _, k_total, outs) in zip(sums, self._plan):
             parts = agg.view(n_nodes, k_total, mul).split([p * d for _, p, d in outs], 1)
@@ -195,9 +252,14 @@ class Convolution(nn.Module):
 
         ``x_src`` is ``linear_in(h)`` of the edges' neighbours.
         """
+        return self._coupled(sh, self.radial(radial) * envelope.unsqueeze(-1), x_src)
+
+    def _coupled(self, sh: torch.Tensor, radial_weights: torch.Tensor, x_src: torch.Tensor
+                 ) -> list[torch.Tensor]:
+        """`_messages` from the radial MLP's output ``(n, weight_numel)``."""
         n_edges = sh.shape[0]
         # Splits, not one slice per path: the backward of a split is one concatenation.
-        weights = (self.radial(radial) * envelope.unsqueeze(-1)).split(self._weight_sizes, 1)
+        weights = radial_weights.split(self._weight_sizes, 1)
         x = x_src.split(self._in_dims, 1)  # per input irrep (n, U*d_i)
         out = []
         for n, (i, mul, d_in, n_paths, k_total, _) in enumerate(self._plan):
@@ -205,6 +267,14 @@ class Convolution(nn.Module):
             coupling = (sh @ cg).view(n_edges, k_total, d_in)  # (n, K_i, d_i)
             if d_in == 1:  # scalars: an outer product (faster than bmm)
                 y = coupling * x[i].view(n_edges, 1, mul)  # (n, K_i, U)
+            elif torch.compiler.is_compiling():
+                # a sum of d_i broadcast products, which the compiler fuses with the
+                # weights and the sum over neighbours (a bmm of (K_i, d_i) by (d_i, U)
+                # blocks per edge is the largest single kernel of a compiled call)
+                xi = x[i].view(n_edges, 1, mul, d_in)
+                y = coupling[:, :, :1] * xi[..., 0]
+                for a in range(1, d_in):
+                    y = y + coupling[:, :, a:a + 1] * xi[..., a]
             else:
                 y = torch.bmm(coupling, x[i].view(n_edges, mul, d_in).transpose(1, 2))
             w = weights[n].view(n_edges, n_paths, mul).index_select(1, getattr(self, f"path_{i}"))
