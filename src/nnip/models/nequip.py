@@ -39,7 +39,6 @@ from e3nn import o3
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
-from nnip.nn.chunking import chunked
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.embedding import TypeMap, head_minus_isolated, minus_isolated
 from nnip.nn.equivariant import Convolution, EdgeEmbedding, with_isolated_atoms
@@ -216,9 +215,6 @@ class NequIP(nn.Module):
         self.n_types = type_map.n_types
         self.irreps_sh = o3.Irreps.spherical_harmonics(c.l_max)
         self.edges = EdgeEmbedding(self.irreps_sh, cutoff, c.n_basis, c.cutoff_fn)
-        self.pair_edges = True
-        """Radial networks once per pair of edges (`nnip.nn.equivariant.edge_pairs`);
-        ``False`` (static shapes: `nnip.models.potential.use_static_shapes`) once per edge."""
         self.embedding = o3.Linear(o3.Irreps(f"{self.n_types}x0e"),
                                    o3.Irreps(f"{c.n_features}x0e"))
         hidden = hidden_irreps(c.n_features, c.l_max, c.parity)
@@ -250,10 +246,8 @@ class NequIP(nn.Module):
         ``head`` maps ``(n, n_features) -> (n, k)`` (e.g. a charge readout sharing this
         network's representation); see `nnip.nn.embedding.head_minus_isolated`.
         """
-        # radial features once per pair of edges i->j, j->i (not with chunked sums:
-        # a chunk's backward recomputes its own edges' radial weights)
-        paired = self.pair_edges and not chunked(graph.n_edges)
-        sh, radial, envelope, slot = self.edges(graph, paired)  # slot: (n_edges,) or None
+        # radial features once per pair of edges i->j, j->i: slot (n_edges,), or None
+        sh, radial, envelope, slot = self.edges(graph)
         types = self.type_map(graph.atomic_numbers)  # (n_atoms,)
         n_atoms = graph.n_atoms
         # One extra node per element, without edges: the isolated atom of that element.

@@ -21,7 +21,7 @@ from e3nn import o3
 from torch import nn
 
 from nnip.data.graph import AtomicGraph
-from nnip.nn.chunking import aggregate
+from nnip.nn.chunking import aggregate, chunked
 from nnip.nn.cutoff import CUTOFFS
 from nnip.nn.radial import BesselBasis
 
@@ -39,9 +39,10 @@ class EdgeEmbedding(nn.Module):
 
     Shapes:
         ``graph -> sh (n_edges, irreps_sh.dim), radial (n_edges, n_basis),
-        envelope (n_edges,), slot None``; lengths in Å. With ``paired=True``, radial and
-        envelope are those of the ``n_pairs`` representative edges of `edge_pairs` and
-        ``slot (n_edges,)`` gives each edge's row in them.
+        envelope (n_edges,), slot None``; lengths in Å. With `pair_edges` (the default,
+        except for chunked message sums), radial and envelope are those of the
+        ``n_pairs`` representative edges of `edge_pairs` and ``slot (n_edges,)`` gives
+        each edge's row in them.
     """
 
     def __init__(self, irreps_sh: o3.Irreps, cutoff: float, n_basis: int,
@@ -52,14 +53,18 @@ class EdgeEmbedding(nn.Module):
                                                          normalization="component")
         self.basis = BesselBasis(cutoff, n_basis)
         self.envelope = CUTOFFS[cutoff_fn](cutoff)
+        self.pair_edges = True
+        """Radial features once per pair of edges (`edge_pairs`); ``False`` (static
+        shapes: `nnip.models.potential.use_static_shapes`) once per edge."""
 
-    def forward(self, graph: AtomicGraph, paired: bool = False
+    def forward(self, graph: AtomicGraph
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Spherical harmonics, radial basis and envelope (of each pair when ``paired``)."""
+        """Spherical harmonics, radial basis and envelope (of each pair when paired)."""
         vectors = graph.edge_vectors()  # (n_edges, 3)
         r = torch.linalg.vector_norm(vectors, dim=-1)  # (n_edges,)
         slot = None
-        if paired:
+        # not with chunked sums: a chunk's backward recomputes its own edges' radial weights
+        if self.pair_edges and not chunked(graph.n_edges):
             first, slot = edge_pairs(graph.edge_index, graph.edge_shift, graph.n_atoms)
             r = r[first]  # (n_pairs,): |r_ij| = |r_ji|
         return self.spherical_harmonics(vectors), self.basis(r), self.envelope(r), slot
@@ -94,7 +99,8 @@ def edge_pairs(edge_index: torch.Tensor, edge_shift: torch.Tensor, n_atoms: int
 
         def key(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             image = ((s[:, 0] + smax) * base + s[:, 1] + smax) * base + s[:, 2] + smax
-            return (a * n_atoms + b) * base**3 + image  # unique per (i, j, S)
+            # unique per (i, j, S); within int64 while n_atoms² · base³ < 9e18
+            return (a * n_atoms + b) * base**3 + image
 
         keys, order = torch.sort(key(i, j, edge_shift))
         wanted = key(j, i, -edge_shift)  # the key of each edge's reverse
@@ -232,7 +238,7 @@ class Convolution(nn.Module):
             sums = aggregate(self._messages, dst, src, n_nodes, (sh, radial, envelope),
                              (self.linear_in(h),))  # per input irrep (n_nodes, K_i * U)
         else:  # once per pair, then to both of its edges
-            weights = (self.radial(radial) * envelope.unsqueeze(-1))[slot]
+            weights = self._radial_weights(radial, envelope)[slot]
             sums = aggregate(self._coupled, dst, src, n_nodes, (sh, weights),
                              (self.linear_in(h),))
         blocks: list[tuple[int, torch.Tensor]] = []  # (position in irreps_out, block)
@@ -252,7 +258,11 @@ class Convolution(nn.Module):
 
         ``x_src`` is ``linear_in(h)`` of the edges' neighbours.
         """
-        return self._coupled(sh, self.radial(radial) * envelope.unsqueeze(-1), x_src)
+        return self._coupled(sh, self._radial_weights(radial, envelope), x_src)
+
+    def _radial_weights(self, radial: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """Path weights ``(n, weight_numel)`` of ``n`` edges (or pairs): MLP × envelope."""
+        return self.radial(radial) * envelope.unsqueeze(-1)
 
     def _coupled(self, sh: torch.Tensor, radial_weights: torch.Tensor, x_src: torch.Tensor
                  ) -> list[torch.Tensor]:
