@@ -141,6 +141,11 @@ def main() -> None:
                              "train on the loop's frames from scratch and on as many random "
                              "frames (nested subsets of one pool, --curve-seeds draws)")
     parser.add_argument("--curve-seeds", type=int, default=2)
+    parser.add_argument("--random-loop", type=int, nargs="*", default=None, metavar="SEED",
+                        help="after a finished run in --out: replay the loop's training with "
+                             "random frames of oracle MD in place of its selections (same "
+                             "label count per iteration, same warm starts and budget; one "
+                             "replay per seed, default seed 0); added to curve.json/png")
     parser.add_argument("--redo-random", action="store_true",
                         help="after a finished run in --out: redo only the random baseline "
                              "(new pool, same number of frames as the loop labelled)")
@@ -184,6 +189,10 @@ def main() -> None:
     n_labelled = sum(r.get("n_labelled", 0) for r in state["history"])
     if args.curve is not None:
         _learning_curves(args, spec, out, state, model)
+        return
+    if args.random_loop is not None:
+        for seed in args.random_loop or [0]:
+            _random_loop(args, spec, out, state, model, seed)
         return
     baseline = _random_baseline(args.system, spec, out, n_labelled, model)
     if args.redo_random:  # keep the loop's rows, replace the random one
@@ -279,13 +288,69 @@ def _learning_curves(args, spec, out, state, model):
             subset.parent.mkdir(parents=True, exist_ok=True)
             ase.io.write(subset, [pool[i] for i in sorted(pick)])
             fit(f"random_{n}_s{seed}", [subset], "random", n, seed)
-    curve["loop"] = [{"iteration": r["iteration"], "n_labelled": int(c) - r.get("n_labelled", 0),
-                      "energy_mae_meV_per_atom": r.get("test_energy_mae_meV_per_atom"),
-                      "forces_mae_meV_per_A": r.get("test_forces_mae_meV_per_A")}
-                     for r, c in zip(history, counts)]  # the committee trained before labelling
+    curve["loop"] = _loop_points(history)
     curve["meta"], curve["train"] = run_meta(args.threads), TRAIN
     path.write_text(json.dumps(curve, indent=1))
     _plot_curve(curve, out / "curve.png", args.system)
+
+
+def _random_loop(args, spec, out, state, model, seed):
+    """The loop's training replayed with random frames: before iteration k's training
+    the committee has as many random frames of plain oracle MD (nested draws from the
+    curve pool) as the loop had labelled by then, starts from iteration k-1's weights and
+    trains with the same budget. Only the choice of frames differs from the loop, so its
+    per-iteration test errors are the fair baseline of the loop committee's. Resumable:
+    finished iterations are kept in ``curve.json``; a killed training resumes from its
+    checkpoint."""
+    history = state["history"]
+    counts = [r.get("n_labelled", 0) for r in history]
+    before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)  # labels before k
+    test = ase.io.read(out / "test.xyz", ":")
+    pool_path = out / "curve_pool.xyz"
+    if not pool_path.exists():
+        ase.io.write(pool_path, _random_pool(args.system, spec, int(before[-1])))
+    pool = ase.io.read(pool_path, ":")
+    if len(pool) < before[-1]:
+        raise SystemExit(f"{pool_path} has {len(pool)} frames, fewer than the loop's "
+                         f"{before[-1]} labels")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    path = out / "curve.json"
+    curve = json.loads(path.read_text()) if path.exists() else {"points": []}
+    rows = curve.setdefault("random_loop", {}).setdefault(str(seed), [])
+    root = out / "random_loop" / f"s{seed}"
+    for k, n in enumerate(before):
+        run_dir = root / f"iter_{k:03d}"
+        if any(r["iteration"] == k for r in rows):
+            continue
+        files = []
+        if n:
+            files = [run_dir.parent / f"frames_{k:03d}.xyz"]
+            files[0].parent.mkdir(parents=True, exist_ok=True)
+            ase.io.write(files[0], [pool[i] for i in sorted(order[:n])])
+        train_settings = dict(TRAIN)
+        if k:
+            train_settings["init_from"] = str(root / f"iter_{k - 1:03d}" / "model.nnip")
+        result = train({"data": {"train": [str(out / "init.xyz"), *map(str, files)],
+                                 "validation_fraction": 0.1},
+                        "model": model, "train": train_settings,
+                        "output": {"run_dir": str(run_dir), "plots": False}}, progress=False)
+        rows.append({"iteration": k, "n_labelled": int(n), **_errors(result.model, test)})
+        curve["meta_random_loop"], curve["train"] = run_meta(args.threads), TRAIN
+        path.write_text(json.dumps(curve, indent=1))
+        print(json.dumps({"seed": seed, **rows[-1]}), flush=True)
+    if "loop" not in curve:
+        curve["loop"] = _loop_points(history)
+        path.write_text(json.dumps(curve, indent=1))
+    _plot_curve(curve, out / "curve.png", args.system)
+
+
+def _loop_points(history):
+    """Test errors of the loop's committee per iteration, against the labels it had."""
+    counts = np.cumsum([r.get("n_labelled", 0) for r in history])
+    return [{"iteration": r["iteration"], "n_labelled": int(c) - r.get("n_labelled", 0),
+             "energy_mae_meV_per_atom": r.get("test_energy_mae_meV_per_atom"),
+             "forces_mae_meV_per_A": r.get("test_forces_mae_meV_per_A")}
+            for r, c in zip(history, counts)]  # the committee trained before labelling
 
 
 def _plot_curve(curve, path, system):
@@ -297,6 +362,9 @@ def _plot_curve(curve, path, system):
         loop = [p for p in curve.get("loop", []) if p[key] is not None]
         ax.plot([p["n_labelled"] for p in loop], [p[key] for p in loop], "o-",
                 label="active learning (loop committee)")
+        for seed, rows in sorted(curve.get("random_loop", {}).items()):
+            ax.plot([r["n_labelled"] for r in rows], [r[key] for r in rows], "v-", alpha=0.8,
+                    label=f"random frames, same loop and warm starts (seed {seed})")
         for kind, marker in (("active, retrained from scratch", "s"), ("random", "^")):
             points = [p for p in curve["points"] if p["kind"] == kind]
             ns = sorted({p["n_labelled"] for p in points})
