@@ -221,11 +221,13 @@ def main() -> None:
     _write_results(out, results, args.system, spec, args.stability_ps, n_labelled)
 
 
-def _train_with_start(out, files, run_dir, model):
-    """Train (`TRAIN` settings) on the start frames plus ``files``."""
+def _train_with_start(out, files, run_dir, model, init_from=None):
+    """Train (`TRAIN` settings) on the start frames plus ``files``, from the weights of
+    the model file ``init_from`` when given."""
+    settings = {**TRAIN, "init_from": str(init_from)} if init_from else TRAIN
     return train({"data": {"train": [str(out / "init.xyz"), *map(str, files)],
                            "validation_fraction": 0.1},
-                  "model": model, "train": TRAIN,
+                  "model": model, "train": settings,
                   "output": {"run_dir": str(run_dir), "plots": False}},
                  progress=False)
 
@@ -327,13 +329,8 @@ def _random_loop(args, spec, out, state, model, seed):
             files = [run_dir.parent / f"frames_{k:03d}.xyz"]
             files[0].parent.mkdir(parents=True, exist_ok=True)
             ase.io.write(files[0], [pool[i] for i in sorted(order[:n])])
-        train_settings = dict(TRAIN)
-        if k:
-            train_settings["init_from"] = str(root / f"iter_{k - 1:03d}" / "model.nnip")
-        result = train({"data": {"train": [str(out / "init.xyz"), *map(str, files)],
-                                 "validation_fraction": 0.1},
-                        "model": model, "train": train_settings,
-                        "output": {"run_dir": str(run_dir), "plots": False}}, progress=False)
+        result = _train_with_start(out, files, run_dir, model,
+                                   root / f"iter_{k - 1:03d}" / "model.nnip" if k else None)
         rows.append({"iteration": k, "n_labelled": int(n), **_errors(result.model, test)})
         curve["meta_random_loop"], curve["train"] = run_meta(args.threads), TRAIN
         path.write_text(json.dumps(curve, indent=1))
