@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--select", choices=["fps", "random"], default="fps",
                         help="select.method: farthest-point sampling among the candidates "
                              "(default, the runs recorded before 2026-12-06) or a uniform draw")
+    parser.add_argument("--per-condition", action="store_true",
+                        help="select.per_condition: share each iteration's labels evenly "
+                             "among the exploration temperatures")
     parser.add_argument("--curve", type=int, nargs="*", default=None, metavar="ITERATION",
                         help="after a finished run in --out: learning curves. At the loop's "
                              "label counts after these iterations (default every third), "
@@ -180,7 +183,8 @@ def main() -> None:
                     "ramp": True, "compile": args.compile},
         "select": {"threshold_eV_per_A": spec["threshold"], "upper_eV_per_A": spec["upper"],
                    "relative_level_eV_per_A": spec.get("relative_level", 0.0),
-                   "max_per_iteration": 20, "method": args.select},
+                   "max_per_iteration": 20, "method": args.select,
+                   "per_condition": args.per_condition},
         "train": {"data": {"train": [str(out / "init.xyz")], "validation_fraction": 0.1},
                   "model": model, "train": TRAIN},
     }

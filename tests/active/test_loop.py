@@ -24,6 +24,7 @@ from nnip.active.loop import (
     ExploreConfig,
     SelectConfig,
     _explore,
+    _quotas,
     _select,
     _temperatures,
     uncertainty_measure,
@@ -179,6 +180,27 @@ def test_random_selection_draws_uniformly_inside_the_window():
     chosen, _ = _select(_frames_with_spreads([0.05, 2.0, 0.7, 0.6, 0.01]),
                         dataclasses.replace(window, max_per_iteration=2))
     assert chosen == [2, 3]
+
+
+def test_per_condition_selection_shares_the_labels_among_conditions():
+    # 8 candidates from the cold condition (larger measure), 2 from the hot one
+    spreads = [0.40, 0.41, 0.42, 0.43, 0.44, 0.45, 0.46, 0.47, 0.15, 0.2]
+    frames = _frames_with_spreads(spreads)
+    for k, atoms in enumerate(frames):
+        atoms.info["al_condition"] = "start[0] 300 K" if k < 8 else "start[0] 800 K"
+    for method in ("fps", "random"):
+        window = SelectConfig(threshold_eV_per_A=0.1, upper_eV_per_A=0.5,
+                              max_per_iteration=4, method=method)
+        chosen, _ = _select(frames, window)
+        assert len(chosen) == 4 and sum(k >= 8 for k in chosen) <= 1  # follows the measure
+        chosen, _ = _select(frames, dataclasses.replace(window, per_condition=True))
+        assert len(chosen) == 4 and {8, 9} <= set(chosen)  # two slots each
+        # 6 slots: the hot condition fills only 2, the cold one takes the other 4
+        chosen, _ = _select(frames, dataclasses.replace(window, per_condition=True,
+                                                        max_per_iteration=6))
+        assert len(chosen) == 6 and {8, 9} <= set(chosen)
+    assert _quotas([5, 1, 3], 7) == [3, 1, 3] and _quotas([2, 2], 9) == [2, 2]
+    assert _quotas([4, 4, 4], 5) == [2, 2, 1]
 
 
 def test_select_method_is_checked(tmp_path):

@@ -106,6 +106,12 @@ class SelectConfig:
             the committee's MD visits while still inside the trust window. When no
             frame lies inside the window, ``"fps"`` starts from the least broken frame
             and ``"random"`` takes the least broken ones.
+        per_condition: share ``max_per_iteration`` evenly among the exploration
+            conditions (start structure, temperature, pressure) that have candidates,
+            each thinned by ``method`` on its own, slots a condition cannot fill going to
+            the others. Without it the labels follow where the measure is largest: with
+            a relative measure, the colder trajectories (smaller forces), so hot
+            conditions are under-labelled.
         relative_level_eV_per_A: 0 (default): the measure is the largest per-atom force
             spread in eV/Å. > 0: the largest *relative* spread,
             ``spread_i / (|F_i| + level)`` (DP-GEN's relative model deviation), and the
@@ -119,6 +125,7 @@ class SelectConfig:
     max_per_iteration: int = 20
     relative_level_eV_per_A: float = 0.0
     method: str = "fps"
+    per_condition: bool = False
 
 
 @dataclass
@@ -307,7 +314,7 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
                         continue
                     frame.info["al_uncertainty"] = uncertainty_measure(frame, level)
                     frame.calc = None
-                    frame.info.update(al_iteration=iteration,
+                    frame.info.update(al_iteration=iteration, al_condition=label,
                                       al_source=f"{label} replica {r} step {md.state.step}")
                     frames.append(frame)
                     latest[r], taken[r] = frame, taken[r] + 1
@@ -339,18 +346,48 @@ def _select(frames: list[Atoms], config: SelectConfig,
     pool = candidates if len(candidates) else broken
     if len(pool) == 0:
         return [], counts
-    k = config.max_per_iteration
+    groups = [pool]
+    if config.per_condition:
+        conditions = np.array([str(frames[i].info.get("al_condition", "")) for i in pool])
+        groups = [pool[conditions == c] for c in sorted(set(conditions.tolist()))]
+    chosen: list[int] = []
+    for group, quota in zip(groups, _quotas([len(g) for g in groups],
+                                            config.max_per_iteration)):
+        chosen += _thin(frames, spread, group, quota, config, bool(len(candidates)), seed)
+    return sorted(chosen), counts
+
+
+def _quotas(sizes: list[int], total: int) -> list[int]:
+    """Even shares of ``total`` slots among groups of ``sizes`` candidates.
+
+    Water filling: each slot goes to the group with the fewest slots that still has
+    candidates, so slots a small group cannot fill go to the others evenly.
+    """
+    quotas = [0] * len(sizes)
+    for _ in range(min(total, sum(sizes))):
+        k = min((q, k) for k, (q, n) in enumerate(zip(quotas, sizes)) if q < n)[1]
+        quotas[k] += 1
+    return quotas
+
+
+def _thin(frames: list[Atoms], spread: np.ndarray, pool: np.ndarray, k: int,
+          config: SelectConfig, inside: bool, seed: int) -> list[int]:
+    """``k`` of the frames ``pool``, thinned by ``config.method``.
+
+    ``inside``: they lie inside the trust window; else they are past its upper level.
+    """
+    if k <= 0:
+        return []
     if config.method == "random":
-        if len(candidates):
+        if inside:
             picked = np.random.default_rng(seed).permutation(len(pool))[:k]
         else:  # the frames nearest the window, not the model's wildest artefacts
             picked = np.argsort(spread[pool], kind="stable")[:k]
-        return sorted(int(pool[i]) for i in picked), counts
+        return [int(pool[i]) for i in picked]
     features = np.stack([fingerprint(frames[i]) for i in pool])
     first = int(np.argmax(np.where(spread[pool] <= config.upper_eV_per_A, spread[pool],
                                    -spread[pool])))
-    picked = farthest_point_sample(features, k, first)
-    return sorted(int(pool[i]) for i in picked), counts
+    return [int(pool[i]) for i in farthest_point_sample(features, k, first)]
 
 
 def _test_errors(model: Any, files: list[str]) -> dict[str, float]:
