@@ -368,6 +368,8 @@ def _plot_curve(curve, path, system):
                     label=f"random frames, same loop and warm starts (seed {seed})")
         for kind, marker in (("active, retrained from scratch", "s"), ("random", "^")):
             points = [p for p in curve["points"] if p["kind"] == kind]
+            if not points:  # a replay-only run has no from-scratch curve
+                continue
             ns = sorted({p["n_labelled"] for p in points})
             mean = [np.mean([p[key] for p in points if p["n_labelled"] == n]) for n in ns]
             ax.plot(ns, mean, marker + "--", label=kind if kind != "random" else
