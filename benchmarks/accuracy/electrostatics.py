@@ -205,8 +205,8 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             f"_{args.charge_model}" if args.charge_model != "local" else "") + \
             _weights_tag(args.element_weights) + (f"_e{args.epochs}" if args.epochs else "")
         out = Path(args.out) / f"{task}_cv{args.folds}_{tag}"
-        folds = []
-        for i, (train_path, test_path) in enumerate(_folds(task, args.folds, out)):
+        folds, splits = [], _folds(task, args.folds, out)
+        for i, (train_path, test_path) in enumerate(splits):
             done = train_path.parent / (f"pair_e{args.epochs}.json" if args.epochs else
                                         f"pair_{args.minutes:g}min.json")
             if done.exists():  # a finished fold of an interrupted run: kept
@@ -248,8 +248,7 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
             summary["coulomb_charges_mae_me_by_element"] = {
                 symbol: float(np.mean(v)) for symbol, v in by_element.items()}
         if task == "au2mgo":
-            summary["au2_energetics"] = au2_energetics(
-                folds, [test for _, test in _folds(task, args.folds, out)])
+            summary["au2_energetics"] = au2_energetics(folds, [test for _, test in splits])
         summary["per_fold"] = folds
         key = (task, args.folds, summary["minutes"], args.smearing, params,
                args.charges_weight, args.charge_model, args.element_weights,
