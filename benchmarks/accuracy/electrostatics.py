@@ -297,9 +297,9 @@ def au2_energetics(folds: list[dict], test_paths: list[Path]) -> dict:
     states = [au2_state(a) for path in test_paths for a in ase.io.read(path, ":")]
     result: dict = {}
     for model in ("reference", "plain", "coulomb"):
-        energies = [pair[p] for f in folds
-                    for pair in f["coulomb" if model == "coulomb" else "plain"]["energies_eV"]
-                    for p in ([0] if model == "reference" else [1])]
+        side, column = ("coulomb" if model == "coulomb" else "plain",
+                        0 if model == "reference" else 1)  # [reference, predicted]
+        energies = [pair[column] for f in folds for pair in f[side]["energies_eV"]]
         groups: dict[tuple[bool, bool], list[float]] = {}
         for state, energy in zip(states, energies, strict=True):
             groups.setdefault(state, []).append(energy)

@@ -256,6 +256,15 @@ def _random_baseline(system, spec, out, n_labelled, model):
     return _train_with_start(out, [out / "random.xyz"], out / "random_run", model)
 
 
+def _curve_pool(args, spec, out, n_labelled):
+    """The frames of ``out/curve_pool.xyz``, shared by the learning curves and the
+    random replays; made by `_random_pool` for ``n_labelled`` labels when missing."""
+    path = out / "curve_pool.xyz"
+    if not path.exists():
+        ase.io.write(path, _random_pool(args.system, spec, n_labelled))
+    return ase.io.read(path, ":")
+
+
 def _learning_curves(args, spec, out, state, model):
     """Test errors against the number of labelled frames: the loop's committee at each
     iteration (its own history), the loop's frames up to that iteration retrained from
@@ -266,11 +275,7 @@ def _learning_curves(args, spec, out, state, model):
     counts = np.cumsum([r.get("n_labelled", 0) for r in history])  # after iteration k
     iterations = args.curve or list(range(2, len(history), 3))
     test = ase.io.read(out / "test.xyz", ":")
-    pool_path = out / "curve_pool.xyz"
-    if not pool_path.exists():
-        ase.io.write(pool_path, _random_pool(args.system, spec,
-                                             int(max(counts[k] for k in iterations))))
-    pool = ase.io.read(pool_path, ":")
+    pool = _curve_pool(args, spec, out, int(max(counts[k] for k in iterations)))
     path = out / "curve.json"
     curve = json.loads(path.read_text()) if path.exists() else {"points": []}
     done = {(p["kind"], p["n_labelled"], p.get("seed")) for p in curve["points"]}
@@ -312,13 +317,10 @@ def _random_loop(args, spec, out, state, model, seed):
     counts = [r.get("n_labelled", 0) for r in history]
     before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)  # labels before k
     test = ase.io.read(out / "test.xyz", ":")
-    pool_path = out / "curve_pool.xyz"
-    if not pool_path.exists():
-        ase.io.write(pool_path, _random_pool(args.system, spec, int(before[-1])))
-    pool = ase.io.read(pool_path, ":")
+    pool = _curve_pool(args, spec, out, int(before[-1]))
     if len(pool) < before[-1]:
-        raise SystemExit(f"{pool_path} has {len(pool)} frames, fewer than the loop's "
-                         f"{before[-1]} labels")
+        raise SystemExit(f"{out / 'curve_pool.xyz'} has {len(pool)} frames, fewer than "
+                         f"the loop's {before[-1]} labels")
     order = np.random.default_rng(seed).permutation(len(pool))
     path = out / "curve.json"
     curve = json.loads(path.read_text()) if path.exists() else {"points": []}
