@@ -111,6 +111,10 @@ class ModelConfig:
             and, with ``qeq``, ``hardness`` (initial per-element hardness, eV/e², default
             5) and ``qeq_energy`` (``coulomb``: the Coulomb energy of the charges, as in
             the 4G-HDNNP; ``full``: the whole charge-equilibration energy).
+            ``charge_energy: true`` adds a charge-dependent local energy
+            ``a_i q_i + b_Z q_i²`` with ``a_i`` read from the model's features (as the
+            4G-HDNNP's short-range energies take the charges as input; shared readout
+            only, not exported yet).
             Charges sum to each structure's ``total_charge`` and are trained against
             reference charges (``ref_charges``) where the data has them.
     """

@@ -235,7 +235,8 @@ def _shared(arch: str, strength: float = 30.0, **kw):
     with torch.no_grad():
         last.weight.mul_(strength)
         last.bias.mul_(strength)
-        term.log_weight.copy_(torch.tensor([-0.4, 0.3]))
+        if term.charge_model == "local":
+            term.log_weight.copy_(torch.tensor([-0.4, 0.3]))
     return model
 
 
@@ -396,3 +397,88 @@ def test_qeq_model_file_calculator_and_refusals(tmp_path):
         build("painn", ["C"], 3.5, electrostatics={"charge_model": "eem"})
     with pytest.raises(ConfigError, match="qeq_energy"):
         build("painn", ["C"], 3.5, electrostatics={"charge_model": "qeq", "qeq_energy": "x"})
+
+
+# --- charge-dependent local energy (charge_energy) --------------------------------------
+
+
+def _last_linear(term) -> torch.nn.Linear:
+    return [m for m in term.charge_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+@pytest.mark.parametrize("charge_model", ["local", "qeq"])
+def test_charge_energy_adds_coupling_times_charge_plus_curvature(charge_model):
+    """Known answer: with the coupling output zeroed the model is the plain Coulomb model
+    (same weights); a curvature b_Z adds exactly Σ b_Z q_i² at the same charges."""
+    strength = 3.0 if charge_model == "qeq" else 30.0  # charges of ~0.1-0.5 e
+    plain = _shared("painn", strength, charge_model=charge_model)
+    coupled = _shared("painn", strength, charge_model=charge_model, charge_energy=True)
+    state = coupled.state_dict()
+    for key, value in plain.state_dict().items():
+        if state[key].shape == value.shape:
+            state[key] = value
+    coupled.load_state_dict(state)
+    last, source = _last_linear(coupled.terms["electrostatics"]), \
+        _last_linear(plain.terms["electrostatics"])
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        last.weight[0].copy_(source.weight[0])
+        last.bias[0].copy_(source.bias[0])
+    mol, cell = _charged_molecule(), _triclinic_cell()
+    for atoms in (mol, cell):
+        a, b = plain.predict(atoms), coupled.predict(atoms)
+        assert torch.allclose(a.energy, b.energy, rtol=0, atol=1e-12)
+        assert torch.allclose(a.charges, b.charges, rtol=0, atol=1e-12)
+    term = coupled.terms["electrostatics"]
+    with torch.no_grad():
+        term.charge_curvature.copy_(torch.tensor([0.7, -0.3], dtype=torch.float64))
+    b = coupled.predict(mol)
+    a = plain.predict(mol)
+    values = dict(zip(coupled.elements, [0.7, -0.3]))  # type order
+    curvature = np.array([values[s] for s in mol.get_chemical_symbols()])
+    expected = float(a.energy) + float((curvature * a.charges.numpy() ** 2).sum())
+    assert float(b.energy) == pytest.approx(expected, abs=1e-10)
+    assert torch.allclose(a.charges, b.charges, rtol=0, atol=1e-12)  # q does not change
+
+
+@pytest.mark.parametrize("charge_model", ["local", "qeq"])
+def test_charge_energy_forces_stress_and_symmetry(charge_model):
+    strength = 3.0 if charge_model == "qeq" else 30.0
+    model = _shared("painn", strength, charge_model=charge_model, charge_energy=True)
+    term = model.terms["electrostatics"]
+    with torch.no_grad():
+        _last_linear(term).weight[1].mul_(20.0)  # couplings of a few eV/e
+        term.charge_curvature.copy_(torch.tensor([1.5, -0.8]))
+    mol, cell = _charged_molecule(), _triclinic_cell()
+    graph = AtomicGraph.from_atoms(mol, model.cutoff)
+    _, heads = model._short_range(graph)
+    raw = heads[0][1]
+    assert raw.shape == (len(mol), 2)
+    q = model.predict(mol).charges
+    local = term._charge_energies(graph, q, raw[:, 1].detach()).sum().detach()
+    assert abs(float(local)) > 0.05  # eV: the term is not negligible
+    assert check_forces_fd(model, mol) < 1e-6
+    assert check_forces_fd(model, cell) < 1e-6
+    assert check_stress_fd(model, cell) < 1e-6
+    assert check_rotation(model, mol) < 1e-10
+    assert check_translation(model, cell, seed=3) < 1e-9
+
+
+def test_charge_energy_file_calculator_and_refusals(tmp_path):
+    from nnip.export.compiled import export_compiled
+
+    model = _shared("painn", 3.0, charge_model="qeq", charge_energy=True)
+    with torch.no_grad():
+        model.terms["electrostatics"].charge_curvature.copy_(torch.tensor([0.4, 0.2]))
+    assert model.spec["electrostatics"]["charge_energy"] is True
+    loaded = load_model(save_model(model, tmp_path / "c.nnip"))
+    mol = _charged_molecule()
+    a, b = model.predict(mol), loaded.predict(mol)
+    assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)
+    mol.calc = NNIPCalculator(loaded)
+    assert mol.get_potential_energy() == pytest.approx(float(a.energy), abs=1e-10)
+    with pytest.raises(ConfigError, match="arch 'shared'"):
+        build("painn", ["C"], 3.5, electrostatics={"arch": "painn", "charge_energy": True})
+    with pytest.raises(ModelError, match="charge_energy"):
+        export_compiled(model, tmp_path / "c.pt2")

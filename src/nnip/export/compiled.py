@@ -242,8 +242,8 @@ def _electrostatics_term(potential: Potential) -> Electrostatics | None:
     """The one electrostatics term the compiled export can carry, or ``None``.
 
     Raises:
-        ModelError: long-range terms other than one `Electrostatics` term, or a
-            committee with electrostatics.
+        ModelError: long-range terms other than one `Electrostatics` term, a
+            committee with electrostatics, or a charge-dependent local energy.
     """
     if not potential.long_range:
         return None
@@ -256,6 +256,10 @@ def _electrostatics_term(potential: Potential) -> Electrostatics | None:
             "only one electrostatics term is supported"
         raise ModelError(f"compiled export does not carry these long-range terms ({names}): "
                          f"{why}; export a model without them")
+    if found[0].charge_energy:
+        raise ModelError("compiled export does not yet carry the charge-dependent local "
+                         "energy (electrostatics charge_energy); use the model file (ASE "
+                         "calculator, nnip md) for this model")
     return found[0]
 
 

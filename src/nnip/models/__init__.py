@@ -97,7 +97,9 @@ def build(
             separate charge network, the default when ``params`` is given), ``params``
             (the separate network's hyperparameters, default those of the main model),
             ``smearing`` (Å, default 1), ``method`` (auto, ewald, pme, direct),
-            ``lr_wavelength``, ``mesh_spacing`` (Å).
+            ``lr_wavelength``, ``mesh_spacing`` (Å), ``charge_model`` (``local`` or
+            ``qeq``), ``hardness`` (eV/e²), ``qeq_energy`` and ``charge_energy``
+            (a charge-dependent local energy, shared readout only).
         **config: hyperparameters of the architecture's config dataclass.
 
     Returns:
@@ -139,7 +141,7 @@ def build(
 
 
 _ELECTROSTATICS_KEYS = ("arch", "params", "smearing", "method", "lr_wavelength", "mesh_spacing",
-                        "charge_model", "hardness", "qeq_energy")
+                        "charge_model", "hardness", "qeq_energy", "charge_energy")
 
 
 def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mapping[str, Any],
@@ -164,7 +166,9 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                               "model's features and takes no 'params'")
         width = int(make_config(name, config).n_features)  # type: ignore[attr-defined]
         params: dict[str, Any] = {}
-        make = lambda: MLP([width, max(width // 2, 1), 1], "silu")  # noqa: E731
+        # with charge_energy a second output: the coupling a_i (eV/e) of E_i = a_i q_i
+        outputs = 2 if settings.get("charge_energy") else 1
+        make = lambda: MLP([width, max(width // 2, 1), outputs], "silu")  # noqa: E731
     else:
         if arch not in MODELS:
             raise ConfigError(f"unknown electrostatics arch {arch!r}; options are "
@@ -185,7 +189,8 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                               feature_source=name if arch == "shared" else None,
                               charge_model=settings.get("charge_model", "local"),
                               hardness=float(settings.get("hardness", 5.0)),
-                              qeq_energy=settings.get("qeq_energy", "coulomb"))
+                              qeq_energy=settings.get("qeq_energy", "coulomb"),
+                              charge_energy=bool(settings.get("charge_energy", False)))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     resolved = {"arch": arch, "params": params,
@@ -195,6 +200,8 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
     if term.charge_model == "qeq":
         resolved["hardness"] = term.hardness
         resolved["qeq_energy"] = term.qeq_energy
+    if term.charge_energy:
+        resolved["charge_energy"] = True
     return term, resolved
 
 

@@ -227,12 +227,16 @@ class Potential(nn.Module):
             (`nnip.physics.electrostatics.Electrostatics.charges`).
 
         Raises:
-            ModelError: not exactly one term predicts charges.
+            ModelError: not exactly one term predicts charges, or it has a
+                charge-dependent local energy.
         """
         energies, charge_terms = self._short_range(graph)
         if len(charge_terms) != 1:
             raise ModelError(f"expected one electrostatics term, found {len(charge_terms)}")
         term, raw = charge_terms[0]
+        if term.charge_energy:
+            raise ModelError("a charge-dependent local energy (charge_energy) is not "
+                             "part of the short-range/Coulomb split")
         raw = term.raw_charges(graph) if raw is None else raw
         site = term.hardnesses(graph) if term.charge_model == "qeq" else term.weights(graph)
         return energies, raw, site.to(raw.dtype)

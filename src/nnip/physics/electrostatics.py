@@ -53,6 +53,20 @@ Two pieces:
   kernel matrix is ``n^2`` (one Ewald channel per atom in periodic cells) and the solve
   ``n^3``: for structures up to a few hundred atoms.
 
+- Charge-dependent local energy (``charge_energy=True``, the shared readout only): as
+  the 4G-HDNNP's short-range energies take the charges as input, the shared readout
+  predicts, beside the raw charge, a coupling ``a_i`` (eV/e) from the same local
+  features, and every atom adds
+
+      E_i^q = a_i q_i + b_Z q_i²
+
+  with ``q_i`` the constrained (for ``qeq``: equilibrated) charge and ``b_Z`` a learned
+  per-element curvature (eV/e², 0 at initialisation). A charge that moves in from far
+  away (a dopant's electron reaching a supported cluster) then changes the local energy
+  by an amount the local geometry sets, which a Coulomb sum alone cannot express. Cost:
+  one more output of the readout. Forces and stress follow through ``q``'s dependence on
+  all positions in the same autograd call.
+
 Units: charges e, lengths Å, energies eV (k_e = 14.3996 eV Å / e^2).
 Known limitation (shared with every global charge-equilibration scheme): two neutral
 fragments far apart in one structure exchange charge, so E(A + B) differs from
@@ -268,6 +282,9 @@ class Electrostatics(nn.Module):
         hardness: initial hardness ``J_Z`` of every element in eV/e² (``qeq``; learned).
         qeq_energy: ``coulomb`` (the Coulomb energy of the equilibrated charges) or
             ``full`` (all of ``E_Qeq``), ``qeq`` only.
+        charge_energy: add the charge-dependent local energy ``a_i q_i + b_Z q_i²``
+            (module docstring); needs ``feature_source`` and a readout with two outputs
+            per atom (raw charge, coupling ``a_i`` in eV/e).
 
     """
 
@@ -278,8 +295,11 @@ class Electrostatics(nn.Module):
                  method: str = "auto", lr_wavelength: float | None = None,
                  mesh_spacing: float | None = None, feature_source: str | None = None,
                  charge_model: str = "local", hardness: float = 5.0,
-                 qeq_energy: str = "coulomb") -> None:
+                 qeq_energy: str = "coulomb", charge_energy: bool = False) -> None:
         super().__init__()
+        if charge_energy and feature_source is None:
+            raise ValueError("electrostatics charge_energy reads its coupling from the main "
+                             "model's features: use arch 'shared' (the default)")
         if charge_model not in CHARGE_MODELS:
             raise ValueError(f"electrostatics charge_model must be one of {CHARGE_MODELS}, "
                              f"got {charge_model!r}")
@@ -301,6 +321,28 @@ class Electrostatics(nn.Module):
             self.qeq_energy = qeq_energy
             self.log_hardness = nn.Parameter(torch.full((n_elements,), math.log(hardness)))
             self.self_interaction = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing
+        self.charge_energy = bool(charge_energy)
+        if self.charge_energy:  # b_Z in eV/e^2
+            self.charge_curvature = nn.Parameter(torch.zeros(n_elements))
+
+    def _split(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw charges ``(n_atoms,)`` e and, with ``charge_energy``, couplings (eV/e).
+
+        Raises:
+            ModelError: the readout's output does not have the expected channels.
+        """
+        if not self.charge_energy:
+            return raw, None
+        if raw.dim() != 2 or raw.shape[1] != 2:
+            raise ModelError("electrostatics with charge_energy expects two readout "
+                             f"channels per atom (raw charge, coupling), got {tuple(raw.shape)}")
+        return raw[:, 0], raw[:, 1]
+
+    def _charge_energies(self, graph: AtomicGraph, q: torch.Tensor, coupling: torch.Tensor
+                         ) -> torch.Tensor:
+        """``a_i q_i + b_Z q_i²`` per atom ``(n_atoms,)`` in eV."""
+        curvature = self.charge_curvature[self.type_map(graph.atomic_numbers)]
+        return q * (coupling.to(q.dtype) + curvature.to(q.dtype) * q)
 
     def raw_charges(self, graph: AtomicGraph) -> torch.Tensor:
         """Unconstrained charges ``q̃ (n_atoms,)`` in e from ``charge_net``.
@@ -370,8 +412,13 @@ class Electrostatics(nn.Module):
         """
         if raw is None:
             raw = self.raw_charges(graph)
+        raw = self._split(raw)[0]
         if self.charge_model == "qeq":
             return self._equilibrate(graph, raw, with_energies=False)[1]
+        return self._local(graph, raw)
+
+    def _local(self, graph: AtomicGraph, raw: torch.Tensor) -> torch.Tensor:
+        """Local charges ``q̃ + w (Q − Σ q̃) / Σ w`` (e) from raw charges ``(n_atoms,)``."""
         weight = self.weights(graph).to(raw.dtype)
         n = graph.n_systems
         total = graph.total_charge.to(raw.dtype)
@@ -384,12 +431,18 @@ class Electrostatics(nn.Module):
                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom Coulomb energies (eV) and charges (e), both ``(n_atoms,)``.
 
-        ``raw`` as in `charges`.
+        ``raw`` as in `charges` (with ``charge_energy``: ``(n_atoms, 2)``, raw charges
+        and couplings).
         """
+        raw, coupling = self._split(self.raw_charges(graph) if raw is None else raw)
         if self.charge_model == "qeq":
-            return self._equilibrate(graph, self.raw_charges(graph) if raw is None else raw)
-        q = self.charges(graph, raw)
-        return self.coulomb(graph, q), q
+            energies, q = self._equilibrate(graph, raw)
+        else:
+            q = self._local(graph, raw)
+            energies = self.coulomb(graph, q)
+        if coupling is not None:
+            energies = energies + self._charge_energies(graph, q, coupling)
+        return energies, q
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:
         """Per-atom Coulomb energies ``(n_atoms,)`` in eV."""
