@@ -19,7 +19,8 @@ def test_example_config_trains(path, shared_data, tmp_path, capsys):
         assert Path(f).exists(), f
     code = main(["train", str(path), "--quiet", "--set", f"output.run_dir={tmp_path / 'run'}",
                  "--set", "train.epochs=1", "--set", "model.params.n_features=8",
-                 "--set", "model.params.n_interactions=1", "--set", "output.plots=false"])
+                 "--set", "model.params.n_interactions=1", "--set", "output.plots=false",
+                 "--set", "train.compile=false"])  # compiled steps: tests/training
     assert code == 0
     assert (tmp_path / "run" / "model.nnip").exists()
     code = main(["info", str(tmp_path / "run" / "model.nnip")])

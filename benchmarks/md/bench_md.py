@@ -3,9 +3,10 @@
 Measures MD steps per second (NVE velocity Verlet, 1 fs, float64) for fcc Cu of ~1k and
 ~10k atoms with (a) `nnip.md.MD` and (b) ASE's `VelocityVerlet` with `NNIPCalculator`,
 and the throughput of 32 small systems (32 atoms each) in one batch against running
-them one after another. The model is nnip's default architecture (PaiNN, 64 features,
-3 layers, cutoff 5 Å) with fixed random weights and a small energy scale, so timing is
-that of a trained model of this size while the crystal stays intact.
+them one after another. The model is PaiNN (nnip's default architecture until
+2026-12-06; 64 features, 3 layers, cutoff 5 Å) with fixed random weights and a small
+energy scale, so timing is that of a trained model of this size while the crystal stays
+intact.
 
 Usage (repository root, project environment)::
 

@@ -5,10 +5,10 @@
 average neighbour count of 40, at the sizes of the accuracy benchmark:
 
 - ``nnip-schnet``: 64 features, 3 interactions, 32 Gaussians;
-- ``nnip-painn`` (the recommended default): 64 features, 3 layers, 20 Bessel functions;
+- ``nnip-painn`` (the default until 2026-12-06): 64 features, 3 layers, 20 Bessel functions;
 - ``nnip-nequip``: 32 features per irrep, l_max 2, both parities, 3 layers, 8 Bessel;
 - ``nnip-mace``: 32 channels, spherical harmonics to l = 2, hidden 0e+1o, correlation 3,
-  2 layers, 8 Bessel (the sizes of mace-torch's side).
+  2 layers, 8 Bessel (the sizes of mace-torch's side; nnip's recommended default).
 
 Measured through the routes nnip users take: energy + forces + stress calls of
 `NNIPCalculator` (float32, vesin neighbour list), training steps of nnip's trainer
@@ -36,7 +36,7 @@ MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
     "nnip-schnet": ("schnet", {"n_features": 64, "n_interactions": 3, "n_basis": 32},
                     "SchNet: 64 features, 3 interactions, 32 Gaussians"),
     "nnip-painn": ("painn", {"n_features": 64, "n_interactions": 3},
-                   "PaiNN: 64 features, 3 layers, 20 Bessel (recommended default)"),
+                   "PaiNN: 64 features, 3 layers, 20 Bessel"),
     "nnip-nequip": ("nequip", {"n_features": 32, "l_max": 2, "n_interactions": 3},
                     "NequIP-style: 32 features, l_max 2, O(3), 3 layers, 8 Bessel, "
                     "radial MLP 64x2"),
