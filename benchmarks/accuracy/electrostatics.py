@@ -86,6 +86,10 @@ def _weights_tag(element_weights: dict[str, float] | None) -> str:
         if element_weights else ""
 
 
+CHARGES_FIRST = 0.3
+"""``loss.charges_first_fraction`` of the ``-cf`` charge models."""
+
+
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
         shared: bool = True, charges_weight: float = 10.0, charge_model: str = "local",
@@ -99,7 +103,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     weight of the reference charges (0: charges learned from energies and forces alone).
     ``charge_model``: ``local``, ``qeq`` (charge equilibration, Coulomb energy of the
     charges) or ``qeq-full`` (``qeq_energy: full``), see `Electrostatics`; a ``-ce``
-    suffix adds the charge-dependent local energy (``charge_energy``).
+    suffix adds the charge-dependent local energy (``charge_energy``), a ``-cf`` suffix
+    a charges-only first stage (``loss.charges_first_fraction`` = `CHARGES_FIRST`).
     ``element_weights``: ``loss.element_weights`` (both models; forces and charges).
     """
     name = f"{task}_coulomb_s{smearing:g}{'_shared' if shared else ''}" if coulomb \
@@ -131,6 +136,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
                   "threads": threads, "seed": 0},
         "output": {"run_dir": str(out / name), "plots": False},
     }
+    if coulomb and "cf" in charge_model.split("-"):  # charges first, as the 4G-HDNNP
+        config["loss"]["charges_first_fraction"] = CHARGES_FIRST
     start = time.perf_counter()
     result = train(config, progress=False)
     wall = time.perf_counter() - start
@@ -393,12 +400,14 @@ def main() -> None:
                         help="loss weight of the reference charges (0: charges learned "
                              "from energies and forces alone, as without reference charges)")
     parser.add_argument("--charge-model", choices=["local", "qeq", "qeq-full", "local-ce",
-                                                   "qeq-ce"],
+                                                   "qeq-ce", "qeq-cf", "qeq-ce-cf"],
                         default="local",
                         help="local charges with a uniform total-charge correction, or "
                              "charge equilibration (non-local charge transfer); qeq-full: "
                              "with the whole equilibration energy (qeq_energy: full); "
-                             "-ce: plus the charge-dependent local energy (charge_energy)")
+                             "-ce: plus the charge-dependent local energy (charge_energy); "
+                             "-cf: the first 30 %% of training on the charges alone "
+                             "(loss.charges_first_fraction)")
     parser.add_argument("--element-weights", type=json.loads, default={},
                         help="JSON of loss.element_weights for both models, e.g. "
                              "'{\"Au\": 20}' (forces and charges of those atoms)")

@@ -173,6 +173,13 @@ class LossConfig:
             when that ends first), weights energies more; the best-model selection
             restarts at the switch because the validation loss changes with it.
         final_fraction: fraction of the run spent in the final stage.
+        charges_first_fraction: fraction of the run, at its start, spent on the charge
+            term alone (energy, force and stress weights 0), for models with an
+            electrostatics term trained on reference charges: the charges are fitted
+            first, as the 4G-HDNNP fits its charge network before the short-range
+            energies, so that a charge-dependent energy (``charge_energy``) starts from
+            charges that already carry the non-local transfer. 0 (default): off. The
+            best-model selection restarts when the stage ends.
         charges_weight: weight of the per-atom charge error (e^2) for models with an
             electrostatics term, on structures with reference charges.
         element_weights: element symbol -> factor on that element's atoms in the per-atom
@@ -189,6 +196,7 @@ class LossConfig:
     huber_delta: float = 0.01
     final_energy_weight: float = 0.0
     final_fraction: float = 0.2
+    charges_first_fraction: float = 0.0
     charges_weight: float = 10.0
     element_weights: dict[str, float] = field(default_factory=dict)
 
@@ -203,6 +211,10 @@ class LossConfig:
                 raise ConfigError(f"loss.element_weights[{symbol!r}] must be a number >= 0, "
                                   f"got {weight!r}")
         _in_range("loss.final_fraction", self.final_fraction, 0.0, 1.0)
+        _in_range("loss.charges_first_fraction", self.charges_first_fraction, 0.0, 0.9)
+        if self.charges_first_fraction > 0 and self.charges_weight <= 0:
+            raise ConfigError("loss.charges_first_fraction trains the charges first and "
+                              "needs loss.charges_weight > 0")
         for name in ("energy_weight", "forces_weight", "stress_weight", "final_energy_weight",
                      "charges_weight"):
             if getattr(self, name) < 0:
@@ -336,6 +348,9 @@ class Config:
         """Check every section."""
         for section in (self.data, self.model, self.loss, self.train):
             section.check()
+        if self.loss.charges_first_fraction > 0 and not self.model.electrostatics:
+            raise ConfigError("loss.charges_first_fraction trains predicted charges first; "
+                              "the model has none (set model.electrostatics)")
 
 
 # ---------------------------------------------------------------------------- loading

@@ -39,3 +39,42 @@ def test_charges_learned_from_reference_charges(shared_data, tmp_path, capsys):
         q = pred.charges_pred[pred.atom_slice(k)]
         assert abs(q.sum() - atoms.info["total_charge"]) < 1e-9
     assert "charges [me]" in format_error_table(error_table(pred))
+
+
+
+def test_charges_first_stage_fits_charges_before_energies(shared_data, tmp_path):
+    """``loss.charges_first_fraction``: the first epochs fit the charges alone, then the
+    usual loss takes over; clear errors without an electrostatics term or without
+    reference charges."""
+    import pytest
+
+    from nnip import train
+    from nnip.errors import ConfigError
+
+    frames = ase.io.read(shared_data / "n2p2_4G_examples" / "C10H2_C10H3plus.xyz", ":")
+    ase.io.write(tmp_path / "train.xyz", frames[::4])
+    config = {
+        "data": {"train": [str(tmp_path / "train.xyz")], "validation_fraction": 0.1},
+        "model": {"arch": "painn", "cutoff": 4.0, "params": {"n_features": 16,
+                                                             "n_interactions": 1},
+                  "electrostatics": {"charge_model": "qeq", "charge_energy": True}},
+        "loss": {"charges_first_fraction": 0.5},
+        "train": {"epochs": 4, "batch_size": 4, "lr": 0.01, "seed": 0},
+        "output": {"run_dir": str(tmp_path / "run"), "plots": False},
+    }
+    history = train(config, progress=False).history
+    assert [row["stage"] for row in history] == [0, 0, 1, 1]  # charges first, half the run
+    first = [row["val_charges_mae"] for row in history if row["stage"] == 0]
+    assert first[1] < first[0]  # the charges are being fitted
+    assert all(row.get("val_energy_mae") is not None for row in history)  # still reported
+
+    bad = {**config, "model": {**config["model"], "electrostatics": False}}
+    with pytest.raises(ConfigError, match="electrostatics"):
+        train(bad, progress=False)
+    plain = frames[::8]  # the same frames, their reference charges dropped
+    for atoms in plain:
+        del atoms.arrays["ref_charges"]
+    ase.io.write(tmp_path / "nocharges.xyz", plain)
+    bad = {**config, "data": {**config["data"], "train": [str(tmp_path / "nocharges.xyz")]}}
+    with pytest.raises(ConfigError, match="ref_charges"):
+        train(bad, progress=False)

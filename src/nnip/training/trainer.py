@@ -143,6 +143,9 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
     if unused:  # a misspelt or absent element would silently weigh nothing
         raise ConfigError(f"loss.element_weights names {unused}, which no structure of the "
                           f"data contains (elements: {elements})")
+    if resolved.loss.charges_first_fraction > 0 and not _has_charges(splits.train):
+        raise ConfigError("loss.charges_first_fraction fits reference charges first, but no "
+                          "training structure has them (per-atom array 'ref_charges')")
     if m.scale == 0:
         m.scale = energy_scale(splits.train, m.e0)
     m.params = _with_avg_neighbors(m.arch, m.params, train_set)
@@ -152,6 +155,13 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
             es["params"] = _with_avg_neighbors(es.get("arch", m.arch), es["params"], train_set)
         m.electrostatics = es or True
     return resolved
+
+
+def _has_charges(frames: Sequence[Atoms]) -> bool:
+    """Whether any structure carries reference charges (``arrays["ref_charges"]``)."""
+    if isinstance(frames, FrameStore):
+        return bool(frames._system_column("has_charges")[frames.indices].any())
+    return any("ref_charges" in a.arrays for a in frames)
 
 
 def _elements(frames: Sequence[Atoms]) -> set[str]:
@@ -235,10 +245,14 @@ class _Run:
         self.train_set = train_set
         self.val_set = StructureDataset(splits.validation, config.model.cutoff) \
             if splits.validation else None
-        self.losses = (Loss(config.loss),
-                       Loss(dataclasses.replace(config.loss,
-                                                energy_weight=config.loss.final_energy_weight)))
-        self.stage = 0  # 1 once the final (energy-weighted) stage has begun
+        self.losses = {0: Loss(config.loss),
+                       1: Loss(dataclasses.replace(config.loss,
+                                                   energy_weight=config.loss.final_energy_weight)),
+                       -1: Loss(dataclasses.replace(config.loss, energy_weight=0.0,
+                                                    forces_weight=0.0, stress_weight=0.0))}
+        # -1: charges first (loss.charges_first_fraction); 1 once the final
+        # (energy-weighted) stage has begun
+        self.stage = -1 if config.loss.charges_first_fraction > 0 else 0
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr,
                                            weight_decay=t.weight_decay)
         self.steps_per_epoch = len(self._batches(0))
@@ -287,6 +301,8 @@ class _Run:
                 (1.0 + math.cos(math.pi * done))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+        if self.stage == -1 and done >= c.charges_first_fraction:
+            self.stage, self.best_val, self.stale_epochs = 0, math.inf, 0  # charges fitted
         if c.final_energy_weight > 0 and self.stage == 0 and done >= 1.0 - c.final_fraction:
             # Validation losses of the two stages are not comparable: select anew.
             self.stage, self.best_val, self.stale_epochs = 1, math.inf, 0
