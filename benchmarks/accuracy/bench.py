@@ -345,7 +345,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def _merge_row(results: Path, row: dict, meta: dict) -> list[dict]:
-    """Replace the (task, model, budget) row in results/accuracy.{json,md}; returns all rows.
+    """Replace the (task, model, budget, settings, CPU, date) row in
+    results/accuracy.{json,md}; returns all rows.
 
     Safe when several benchmark processes share the results folder (``--threads 1`` runs
     side by side): the file is re-read and rewritten under an exclusive lock.
@@ -357,7 +358,7 @@ def _merge_row(results: Path, row: dict, meta: dict) -> list[dict]:
         key = lambda r: (r["task"], r["model"], r["minutes"],  # noqa: E731
                          r.get("compiled", False), r.get("final_energy_weight"),
                          json.dumps(r.get("variant"), sort_keys=True), r.get("cutoff"),
-                         r.get("machine"))
+                         r.get("machine"), r.get("date"))  # a rerun on another day is kept
         rows = [r for r in rows if key(r) != key(row)] + [row]
         rows.sort(key=lambda r: (list(TASKS).index(r["task"]), r["minutes"],
                                  MODELS.index(r["model"])))
