@@ -115,10 +115,10 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         name += f"_{charge_model}"
     name += _weights_tag(element_weights) + (f"_e{epochs}" if epochs else "")
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
+    variant = charge_model.split("-")  # e.g. qeq-ce-cf: charge model, then options
     if coulomb:
         model["electrostatics"] = {"smearing": smearing, "arch": "shared"} if shared else \
             {"smearing": smearing, "params": params}
-        variant = charge_model.split("-")
         model["electrostatics"]["charge_model"] = variant[0]
         if "full" in variant:
             model["electrostatics"]["qeq_energy"] = "full"
@@ -136,7 +136,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
                   "threads": threads, "seed": 0},
         "output": {"run_dir": str(out / name), "plots": False},
     }
-    if coulomb and "cf" in charge_model.split("-"):  # charges first, as the 4G-HDNNP
+    if coulomb and "cf" in variant:  # charges first, as the 4G-HDNNP
         config["loss"]["charges_first_fraction"] = CHARGES_FIRST
     start = time.perf_counter()
     result = train(config, progress=False)

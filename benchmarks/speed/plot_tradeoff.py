@@ -24,7 +24,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SPEED_STRUCTURE = "cu_500"
 RECIPE = ("lr 0.01, E×100 last 30%", "lr 0.01, E×100 last 30%, compiled")
-CPU = "AMD EPYC"
 TASKS = {"mlearn-Si": "mlearn Si (test F MAE, meV/Å)",
          "rmd17-ethanol": "rMD17 ethanol (test F MAE, meV/Å)"}
 
@@ -34,6 +33,7 @@ def main() -> None:
     ms = {m["model"]: m["inference"][SPEED_STRUCTURE]["seconds"] * 1e3
           for side in speed["sides"] for m in side["models"]
           if SPEED_STRUCTURE in m.get("inference", {})}
+    cpu = speed["meta"]["machine"].split(",")[0]  # e.g. "AMD EPYC, 1 threads"
     accuracy = json.loads((HERE.parent / "accuracy" / "results" / "accuracy.json").read_text())
     fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4))
     for ax, (task, label) in zip(axes, TASKS.items()):
@@ -41,7 +41,7 @@ def main() -> None:
         # the shared recipe only (no hyperparameter variants), on the speed run's CPU
         rows = [(r["model"] + ("+compile" if r.get("compiled") else ""), r)
                 for r in accuracy["rows"] if r["task"] == task and r["minutes"] == 22.0
-                and r["schedule"] in RECIPE and r.get("machine") == CPU]
+                and r["schedule"] in RECIPE and r.get("machine") == cpu]
         for name, r in rows:
             if name not in ms:
                 continue

@@ -456,6 +456,10 @@ class FrameStore(Sequence):
         return (self._system_column("energy")[self.indices],
                 self._system_column("has_energy")[self.indices])
 
+    def has_charges(self) -> bool:
+        """Whether any structure of the view carries reference charges."""
+        return bool(self._system_column("has_charges")[self.indices].any())
+
     def force_rms(self) -> float | None:
         """RMS force component (eV/Å) over the view's labelled atoms; None without forces."""
         weight = self._selected() * self._system_column("has_forces")  # per structure

@@ -160,7 +160,7 @@ def prepare(config: Config, splits: _Splits, train_set: StructureDataset) -> Con
 def _has_charges(frames: Sequence[Atoms]) -> bool:
     """Whether any structure carries reference charges (``arrays["ref_charges"]``)."""
     if isinstance(frames, FrameStore):
-        return bool(frames._system_column("has_charges")[frames.indices].any())
+        return frames.has_charges()
     return any("ref_charges" in a.arrays for a in frames)
 
 
@@ -385,11 +385,12 @@ class _Run:
                 torch.zeros(4, dtype=torch.float64, device=self.device)
             denominators = group.sum(own)
         if len(local):
-            stress = self.use_stress and bool(targets.has_stress.any())
-            if self.functional is not None:
+            charges_only = self.stage == -1  # loss.charges_first_fraction: no derivatives
+            stress = not charges_only and self.use_stress and bool(targets.has_stress.any())
+            if self.functional is not None and not charges_only:
                 out = self.functional(graph, compute_stress=stress)
             else:
-                out = self.model(graph, compute_forces=True, compute_stress=stress,
+                out = self.model(graph, compute_forces=not charges_only, compute_stress=stress,
                                  training=True)
             loss, parts = self.loss(out, targets, graph, denominators)
         value = float(group.sum(loss.detach().clone().reshape(1))[0])
