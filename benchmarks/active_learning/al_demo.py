@@ -15,7 +15,11 @@ Systems (``--system``):
 Selection uses the committee's calibrated force spread within the trust window.
 
 Recorded per iteration: training-set size, uncertain fraction and errors on an
-independent test set (oracle Langevin MD frames that the loop never sees). Baseline:
+independent test set (oracle Langevin MD frames that the loop never sees; ASE's
+``Langevin`` with ``fixcm=False``, friction 0.02/fs as in the loop's explorations: its
+default ``fixcm=True`` over-heats a small molecule, ethanol at 500 K by ~27 % in kinetic
+temperature, so the test sets and random pools of the ethanol runs before 2026-12-07 were
+hotter than the loop's explorations at the same nominal temperatures). Baseline:
 the same number of frames sampled at random from plain oracle MD at the exploration
 temperatures, trained with the same settings; the loop's labelled frames are also
 retrained from scratch with those settings, so that the two data sets are compared
@@ -27,6 +31,9 @@ Usage (repository root, project environment)::
     python benchmarks/active_learning/al_demo.py --system cu-emt --out runs/al_cu
     # then, on the finished run: error per labelled frame, loop vs random (curve.png)
     python benchmarks/active_learning/al_demo.py --system cu-emt --out runs/al_cu --curve
+    # a run whose test set and random pools were made by an older oracle MD: new ones,
+    # the loop's committees rescored on the new test set, the random baseline redone
+    python benchmarks/active_learning/al_demo.py --system ethanol-xtb --out <run> --retest
 """
 
 from __future__ import annotations
@@ -83,8 +90,10 @@ def _oracle_md(system, temperatures, n_per_t, every, seed):
         atoms = _start(system)
         atoms.calc = oracle.factory(atoms)
         MaxwellBoltzmannDistribution(atoms, temperature_K=t, rng=np.random.default_rng(seed))
-        dyn = Langevin(atoms, 1 * units.fs, temperature_K=t, friction=0.02,
-                       rng=np.random.default_rng(seed + 1))
+        # fixcm=False: ASE's fixcm=True (deprecated since 3.28) does not sample NVT for
+        # small systems of unequal masses (ethanol ran ~27 % too hot at 500 K)
+        dyn = Langevin(atoms, 1 * units.fs, temperature_K=t, friction=0.02 / units.fs,
+                       fixcm=False, rng=np.random.default_rng(seed + 1))
         dyn.run(200)
         for _ in range(n_per_t):
             dyn.run(every)
@@ -149,6 +158,11 @@ def main() -> None:
                              "random frames of oracle MD in place of its selections (same "
                              "label count per iteration, same warm starts and budget; one "
                              "replay per seed, default seed 0); added to curve.json/png")
+    parser.add_argument("--retest", action="store_true",
+                        help="after a finished run in --out: a new test set and curve pool "
+                             "from the current oracle MD (the old files and results kept "
+                             "with the suffix _before), every iteration's committee and the "
+                             "from-scratch model rescored on it, the random baseline redone")
     parser.add_argument("--redo-random", action="store_true",
                         help="after a finished run in --out: redo only the random baseline "
                              "(new pool, same number of frames as the loop labelled)")
@@ -170,6 +184,11 @@ def main() -> None:
         initial.append(oracle.label([atoms]).frames[0])
     ase.io.write(out / "init.xyz", initial)
     ase.io.write(out / "start.xyz", _start(args.system))
+    if args.retest:
+        # run folders too: a training resumes from a checkpoint left in its folder
+        _set_aside(out, ["test.xyz", "curve_pool.xyz", "curve.json", "curve.png",
+                         "results.json", "results.md", "random.xyz", "random_run", "curve",
+                         "random_loop"])
     if not (out / "test.xyz").exists():
         ase.io.write(out / "test.xyz", _oracle_md(args.system, spec["test_K"], 25, 50, 100))
     model = {"arch": "painn", "cutoff": spec["cutoff"],
@@ -188,8 +207,14 @@ def main() -> None:
         "train": {"data": {"train": [str(out / "init.xyz")], "validation_fraction": 0.1},
                   "model": model, "train": TRAIN},
     }
-    (out / "al.yaml").write_text(yaml.safe_dump(config))
-    state = run_active_learning(out / "al.yaml", progress=False)
+    config_path = out / "al.yaml"
+    if not config_path.exists():  # a later call (resume, --curve, ...) keeps the run's own
+        config_path.write_text(yaml.safe_dump(config))
+    elif yaml.safe_load(config_path.read_text()) != config:
+        print(f"note: {config_path} differs from this call's flags; the run keeps its own",
+              flush=True)
+        config = yaml.safe_load(config_path.read_text())
+    state = run_active_learning(config_path, progress=False)
     n_labelled = sum(r.get("n_labelled", 0) for r in state["history"])
     if args.curve is not None:
         _learning_curves(args, spec, out, state, model)
@@ -198,6 +223,10 @@ def main() -> None:
         for seed in args.random_loop or [0]:
             _random_loop(args, spec, out, state, model, seed)
         return
+    if args.retest:
+        curve = {"points": [], "loop": _rescore_loop(out, state["history"]),
+                 "meta_rescore": run_meta(args.threads)}
+        (out / "curve.json").write_text(json.dumps(curve, indent=1))
     baseline = _random_baseline(args.system, spec, out, n_labelled, model)
     if args.redo_random:  # keep the loop's rows, replace the random one
         results = json.loads((out / "results.json").read_text())
@@ -208,7 +237,9 @@ def main() -> None:
         return
     # The loop's data retrained from scratch exactly as the baseline: compares the data.
     labelled = sorted((out / "al" / "labelled").glob("iter_*.extxyz"))
-    rescratch = _train_with_start(out, labelled, out / "active_scratch_run", model)
+    scratch_model = out / "active_scratch_run" / "model.nnip"
+    rescratch = load_model(scratch_model) if args.retest and scratch_model.exists() else \
+        _train_with_start(out, labelled, out / "active_scratch_run", model).model
     final = load_model(state["model"])
     test = ase.io.read(out / "test.xyz", ":")
     meta = run_meta(args.threads)
@@ -218,11 +249,33 @@ def main() -> None:
                "active": {**_errors(final, test),
                           **_stability(args.system, final, args.stability_ps)},
                "active, retrained from scratch": {
-                   **_errors(rescratch.model, test),
-                   **_stability(args.system, rescratch.model, args.stability_ps)},
+                   **_errors(rescratch, test),
+                   **_stability(args.system, rescratch, args.stability_ps)},
                "random": {**_errors(baseline.model, test),
                           **_stability(args.system, baseline.model, args.stability_ps)}}
     _write_results(out, results, args.system, spec, args.stability_ps, n_labelled)
+
+
+def _set_aside(out, names):
+    """Rename each existing file or folder ``out/<name>`` to ``<stem>_before<suffix>``
+    (once: a rerun of ``--retest`` keeps the first set-aside ones)."""
+    for name in names:
+        path = out / name
+        kept = path.with_name(f"{path.stem}_before{path.suffix}")
+        if path.exists() and not kept.exists():
+            path.rename(kept)
+
+
+def _rescore_loop(out, history):
+    """`_loop_points` with every iteration's committee (its saved model file) evaluated
+    again on ``out/test.xyz``."""
+    test = ase.io.read(out / "test.xyz", ":")
+    points = _loop_points(history)
+    for point in points:
+        path = out / "al" / f"iter_{point['iteration']:03d}" / "train" / "model.nnip"
+        point.update(_errors(load_model(path), test))
+        print(json.dumps(point), flush=True)
+    return points
 
 
 def _train_with_start(out, files, run_dir, model, init_from=None):
