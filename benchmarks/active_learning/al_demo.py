@@ -82,22 +82,27 @@ def _start(system: str):
     return molecule("CH3CH2OH")
 
 
-def _oracle_md(system, temperatures, n_per_t, every, seed):
-    """Frames of plain Langevin MD driven by the oracle itself, labelled."""
+def _oracle_md(system, temperatures, n_per_t, every, seed, runs=5):
+    """Frames of plain Langevin MD driven by the oracle itself, labelled: ``n_per_t`` per
+    temperature, ``every`` steps apart, from ``runs`` independent trajectories (one
+    trajectory of a molecule can stay in one conformer: the single-trajectory test sets
+    before 2026-12-07 held ethanol trans at 300 and 500 K and gauche only at 800 K)."""
     oracle = make_oracle(SYSTEMS[system]["oracle"])
     frames = []
     for t in temperatures:
-        atoms = _start(system)
-        atoms.calc = oracle.factory(atoms)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=t, rng=np.random.default_rng(seed))
-        # fixcm=False: ASE's fixcm=True (deprecated since 3.28) does not sample NVT for
-        # small systems of unequal masses (ethanol ran ~27 % too hot at 500 K)
-        dyn = Langevin(atoms, 1 * units.fs, temperature_K=t, friction=0.02 / units.fs,
-                       fixcm=False, rng=np.random.default_rng(seed + 1))
-        dyn.run(200)
-        for _ in range(n_per_t):
-            dyn.run(every)
-            frames.append(oracle.label([atoms]).frames[0])
+        for r, n in enumerate(np.diff(np.linspace(0, n_per_t, runs + 1).round()).astype(int)):
+            atoms = _start(system)
+            atoms.calc = oracle.factory(atoms)
+            MaxwellBoltzmannDistribution(atoms, temperature_K=t,
+                                         rng=np.random.default_rng(seed + 2 * r))
+            # fixcm=False: ASE's fixcm=True (deprecated since 3.28) does not sample NVT
+            # for small systems of unequal masses (ethanol ran ~27 % too hot at 500 K)
+            dyn = Langevin(atoms, 1 * units.fs, temperature_K=t, friction=0.02 / units.fs,
+                           fixcm=False, rng=np.random.default_rng(seed + 2 * r + 1))
+            dyn.run(200)
+            for _ in range(n):
+                dyn.run(every)
+                frames.append(oracle.label([atoms]).frames[0])
     return frames
 
 
@@ -190,7 +195,7 @@ def main() -> None:
                          "results.json", "results.md", "random.xyz", "random_run", "curve",
                          "random_loop"])
     if not (out / "test.xyz").exists():
-        ase.io.write(out / "test.xyz", _oracle_md(args.system, spec["test_K"], 25, 50, 100))
+        ase.io.write(out / "test.xyz", _oracle_md(args.system, spec["test_K"], 25, 100, 100))
     model = {"arch": "painn", "cutoff": spec["cutoff"],
              "params": {"n_features": 32, "n_interactions": 2}}
     config = {
