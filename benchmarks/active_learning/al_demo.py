@@ -149,6 +149,9 @@ def main() -> None:
     parser.add_argument("--select", choices=["fps", "random"], default="fps",
                         help="select.method: farthest-point sampling among the candidates "
                              "(default, the runs recorded before 2026-12-06) or a uniform draw")
+    parser.add_argument("--restart-last", action="store_true",
+                        help="explore.restart: last: each iteration's trajectories continue "
+                             "from the previous iteration's last frames inside the window")
     parser.add_argument("--per-condition", action="store_true",
                         help="select.per_condition: share each iteration's labels evenly "
                              "among the exploration temperatures")
@@ -204,7 +207,8 @@ def main() -> None:
         "test": [str(out / "test.xyz")],
         "explore": {"structures": [str(out / "start.xyz")], "temperatures_K": spec["explore_K"],
                     "steps": 1000, "timestep_fs": 1, "replicas": 4, "sample_every": 20,
-                    "ramp": True, "compile": args.compile},
+                    "ramp": True, "compile": args.compile,
+                    "restart": "last" if args.restart_last else "start"},
         "select": {"threshold_eV_per_A": spec["threshold"], "upper_eV_per_A": spec["upper"],
                    "relative_level_eV_per_A": spec.get("relative_level", 0.0),
                    "max_per_iteration": 20, "method": args.select,

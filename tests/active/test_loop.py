@@ -25,6 +25,7 @@ from nnip.active.loop import (
     SelectConfig,
     _explore,
     _quotas,
+    _restart_points,
     _select,
     _temperatures,
     uncertainty_measure,
@@ -237,6 +238,54 @@ def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
     for a, b in zip(frames, compiled):
         assert np.abs(a.positions - b.positions).max() < 1e-8
         assert a.info["al_uncertainty"] == pytest.approx(b.info["al_uncertainty"], rel=1e-6)
+
+
+def test_restart_last_continues_each_replica_from_its_last_frame_inside_the_window(
+        tmp_path, monkeypatch):
+    import nnip.md
+    from nnip.models import Committee, build
+
+    ase.io.write(tmp_path / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    model = Committee([build("schnet", ["Cu"], 4.0, n_features=8, n_interactions=1, seed=k)
+                       for k in range(2)])
+    explore = ExploreConfig(structures=[str(tmp_path / "start.xyz")], temperatures_K=[900],
+                            steps=40, timestep_fs=1.0, replicas=2, sample_every=10,
+                            restart="last")
+    first = _explore(model, explore, upper=1e3, iteration=0, seed=0)
+    assert len(first) == 2 * 4
+    # replica 1's last frame is past a (pretend) upper level: it restarts from its
+    # frame before; replica 0 from its last one
+    level = sorted(f.info["al_uncertainty"] for f in first)[-1]
+    last = {r: [f for f in first if f" replica {r} " in f.info["al_source"]] for r in (0, 1)}
+    last[1][-1].info["al_uncertainty"] = 2 * level
+    points = _restart_points(first, "start[0] 900 K", 2, upper=1.5 * level)
+    assert points[0] is last[0][-1] and points[1] is last[1][-2]
+    assert _restart_points(first, "start[0] 300 K", 2, upper=1e3) == [None, None]
+
+    built = []
+    real = nnip.md.MD
+
+    def recording(model, structures, *args, **kwargs):
+        built.append([s.copy() for s in structures])
+        return real(model, structures, *args, **kwargs)
+
+    monkeypatch.setattr(nnip.md, "MD", recording)
+    frames = _explore(model, explore, upper=1.5 * level, iteration=1, seed=1, previous=first)
+    assert len(frames) == 2 * 4 and len(built) == 1
+    for start, point in zip(built[0], points):
+        assert np.allclose(start.positions, point.positions)
+        assert np.allclose(start.get_momenta(), point.get_momenta())
+        assert "al_uncertainty" not in start.info  # the frame's selection info stays behind
+    # "start": every iteration from the starting structure
+    built.clear()
+    _explore(model, dataclasses.replace(explore, restart="start"), upper=1e3, iteration=1,
+             seed=1, previous=first)
+    assert all(np.allclose(s.positions, bulk("Cu", "fcc", a=3.61, cubic=True).positions)
+               for s in built[0])
+    with pytest.raises(ConfigError, match="explore.restart"):
+        load_al_config({"train": {"train": {"committee": 2}},
+                        "explore": {"structures": [str(tmp_path / "start.xyz")],
+                                    "restart": "first"}})
 
 
 def test_relative_measure_discounts_atoms_with_large_forces():

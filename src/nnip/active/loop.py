@@ -36,7 +36,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,13 @@ class ExploreConfig:
         compile: run the committee through ``torch.compile`` (all members in one fused
             graph, `nnip.models.functional`): faster steps after a compilation of a
             minute or so at the first iteration (later committees reuse it).
+        restart: where an iteration's trajectories begin. ``"start"`` (default): every
+            iteration from the starting structures. ``"last"``: each (start, temperature,
+            pressure, replica) trajectory continues from its last frame of the previous
+            iteration that stayed inside the trust window (positions, cell, momenta),
+            so that across iterations the exploration adds up to one long trajectory per
+            replica and reaches what short runs from the same start do not (e.g. another
+            conformer of a molecule); from the start where there is none.
     """
 
     structures: list[str] = field(default_factory=list)
@@ -85,6 +92,7 @@ class ExploreConfig:
     friction_per_fs: float = 0.02
     ramp: bool = False
     compile: bool = False
+    restart: str = "start"
 
 
 @dataclass
@@ -187,6 +195,9 @@ def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
     if config.select.relative_level_eV_per_A < 0:
         raise ConfigError("al.select.relative_level_eV_per_A must be >= 0 (0: absolute "
                           f"spreads), got {config.select.relative_level_eV_per_A:g}")
+    if config.explore.restart not in ("start", "last"):
+        raise ConfigError("al.explore.restart must be 'start' or 'last', got "
+                          f"{config.explore.restart!r}")
     if config.select.method not in ("fps", "random"):
         raise ConfigError("al.select.method must be 'fps' or 'random', got "
                           f"{config.select.method!r}")
@@ -272,11 +283,31 @@ def uncertainty_measure(frame: Atoms, level: float = 0.0) -> float:
     return float(np.max(spread / (force + level)))
 
 
+def _restart_points(previous: Sequence[Atoms], label: str, replicas: int,
+                    upper: float) -> list[Atoms | None]:
+    """Where each replica of the condition ``label`` restarts (``explore.restart: last``).
+
+    Returns, per replica, its last frame in ``previous`` (an earlier exploration's
+    frames, in order) whose measure is at most ``upper``, or None.
+    """
+    points: list[Atoms | None] = [None] * replicas
+    for frame in previous:
+        source = str(frame.info.get("al_source", ""))
+        if not source.startswith(f"{label} replica ") or \
+                frame.info.get("al_uncertainty", np.inf) > upper:
+            continue
+        r = int(source[len(label) + 9:].split()[0])
+        if r < replicas:
+            points[r] = frame
+    return points
+
+
 def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, seed: int,
-             level: float = 0.0) -> list[Atoms]:
+             level: float = 0.0, previous: Sequence[Atoms] = ()) -> list[Atoms]:
     """Sampled frames of every trajectory, each cut after its first frame past ``upper``.
 
     Each frame's ``info["al_uncertainty"]`` is its `uncertainty_measure` at ``level``.
+    ``previous``: the last iteration's frames, where ``config.restart`` is ``"last"``.
 
     The last kept frame of a cut trajectory carries ``info["al_lost_samples"]``, the
     number of samples it did not deliver (counted as uncertain by `_select`).
@@ -297,13 +328,20 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
                                    seed=seed) if pressure is None else
                           LangevinNPT(config.timestep_fs, temperature, pressure,
                                       config.friction_per_fs, seed=seed))
-            start = atoms.copy()
-            start.calc = None
-            md = MD(model, [start] * config.replicas, integrator, temperature_K=temperature,
-                    seed=seed, write_every=config.sample_every, max_uncertainty_eV_per_A=0.0,
-                    progress=False, compile=config.compile)
             label = f"{name}[{index}] {temperature:g} K" + (
                 f" {pressure:g} GPa" if pressure is not None else "")
+            begin = _restart_points(previous, label, config.replicas, upper) \
+                if config.restart == "last" else [None] * config.replicas
+            starts = []
+            for point in begin:  # a restart keeps the start's info, not the frame's
+                start = atoms.copy() if point is None else Atoms(
+                    point.numbers, positions=point.positions, cell=point.cell,
+                    pbc=point.pbc, momenta=point.get_momenta(), info=dict(atoms.info))
+                start.calc = None
+                starts.append(start)
+            md = MD(model, starts, integrator, temperature_K=temperature,
+                    seed=seed, write_every=config.sample_every, max_uncertainty_eV_per_A=0.0,
+                    progress=False, compile=config.compile)
             alive = [True] * config.replicas
             latest: list[Atoms | None] = [None] * config.replicas
             taken = [0] * config.replicas
@@ -471,9 +509,12 @@ def _run_loop(config: ALConfig, progress: bool, say: Callable[[str], None]) -> d
         if state.data["phase"] == "explore":
             if not candidates_path.exists():
                 say(f"[al] iteration {k}: exploring with MD")
+                last = root / f"iter_{k - 1:03d}" / "explored.extxyz"
+                previous = ase.io.read(last, ":") if config.explore.restart == "last" \
+                    and k > 0 and last.stat().st_size else []
                 _write_atomic_frames(candidates_path, _explore(
                     model, config.explore, config.select.upper_eV_per_A, k, seed=k,
-                    level=config.select.relative_level_eV_per_A))
+                    level=config.select.relative_level_eV_per_A, previous=previous))
             state.data["phase"] = "select"
             state.save()
         if state.data["phase"] == "select":
