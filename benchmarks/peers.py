@@ -7,6 +7,7 @@ Environment variables a peer needs at run time are returned by :func:`peer_env`.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -26,9 +27,17 @@ PEERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "mace": (["mace-torch==0.3.16"], {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
     "nequip": (["nequip==0.19.1"], {}),
     # schnetpack 2.2.0 declares Python >= 3.12; the CPU torch 2.13.0 wheel used by every
-    # side is for this machine's 3.11, where schnetpack's code runs unchanged.
-    "schnetpack": (["--ignore-requires-python", "schnetpack==2.2.0"], {}),
+    # side is for this machine's 3.11, where schnetpack's code runs unchanged. It is
+    # installed without its dependencies (ignoring its Python requirement), which are then
+    # installed as usual (see `DEPENDENCIES_AFTER`): ignoring the Python requirement for
+    # the whole resolution let pip pick NumPy 2.5 (Python >= 3.12), which it then tried to
+    # build from source and failed (fresh environment, 2026-12-07).
+    "schnetpack": (["--ignore-requires-python", "--no-deps", "schnetpack==2.2.0"], {}),
 }
+
+DEPENDENCIES_AFTER = {"schnetpack": "schnetpack"}
+"""Peers installed with ``--no-deps``: the distribution whose declared dependencies
+(its ``Requires-Dist`` without extras) are installed next, with the usual resolution."""
 
 
 def cpu_name() -> str:
@@ -89,7 +98,12 @@ def ensure_peer(name: str, quiet: bool = True) -> Path:
     print(f"installing peer {name!r} ({', '.join(requirements)}) into {VENVS / name} ...",
           flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
-    for step in ([TORCH], requirements):
+    steps = [[TORCH], requirements]
+    if name in DEPENDENCIES_AFTER:
+        steps.append(None)  # the dependencies, read once the distribution is installed
+    for step in steps:
+        if step is None:
+            step = _declared_dependencies(python, DEPENDENCIES_AFTER[name])
         proc = subprocess.run([str(python), "-m", "pip", "install", *(["-q"] if quiet else []),
                                *step], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -97,6 +111,15 @@ def ensure_peer(name: str, quiet: bool = True) -> Path:
                                f"{(proc.stdout + proc.stderr)[-3000:]}")
     marker.write_text(wanted)
     return python
+
+
+def _declared_dependencies(python: Path, distribution: str) -> list[str]:
+    """``distribution``'s requirements (no extras) as installed in ``python``'s venv."""
+    code = ("import importlib.metadata as m, json; print(json.dumps([r for r in "
+            f"(m.requires({distribution!r}) or []) if 'extra ==' not in r]))")
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                          check=True)
+    return json.loads(proc.stdout)
 
 
 if __name__ == "__main__":

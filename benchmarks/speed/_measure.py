@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,11 @@ def _check_size(n_atoms: int) -> None:
                           f"{MAX_MEMORY_MB / 1024:.0f} GB)")
 
 
+def progress(text: str) -> None:
+    """One progress line (``[speed] ...`` on stderr; `bench_speed` shows these)."""
+    print(f"[speed] {text}", file=sys.stderr, flush=True)
+
+
 def time_calculator(atoms: ase.Atoms, repeats: int, stress: bool = True) -> dict[str, Any]:
     """Seconds per energy + forces (+ stress) call of ``atoms.calc``.
 
@@ -87,6 +93,7 @@ def time_calculator(atoms: ase.Atoms, repeats: int, stress: bool = True) -> dict
         out["note"] = "one call only (the warm-up call took longer than MAX_SECONDS / 4)"
     _LAST.update(n_atoms=len(atoms), seconds=out["seconds"], rss=out["peak_rss_mb"],
                  base=base)
+    progress(f"  {len(atoms)} atoms: {out['seconds'] * 1e3:.3g} ms per call")
     return out
 
 
@@ -98,6 +105,7 @@ def time_steps(step: Callable[[int], None], warmup: int, steps: int) -> dict[str
     for k in range(steps):
         step(warmup + k)
     elapsed = time.perf_counter() - start
+    progress(f"  {steps} timed steps: {steps / elapsed:.3g} steps/s")
     return {"steps_per_s": steps / elapsed, "seconds_per_step": elapsed / steps}
 
 

@@ -48,14 +48,22 @@ COUNTERPART = {"nnip-schnet": "schnetpack-schnet", "nnip-painn": "schnetpack-pai
 
 def _run_side(python: str, script: str, spec: Path, out: Path, env: dict | None,
               extra: list[str] | None = None) -> dict:
+    """Run one side's script; its ``[speed]`` progress lines are shown as they come."""
     out.unlink(missing_ok=True)
-    proc = subprocess.run([python, str(HERE / script), str(spec), str(out), *(extra or [])],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.Popen([python, str(HERE / script), str(spec), str(out), *(extra or [])],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    tail = ""
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("[speed]"):
+            print(line.rstrip(), flush=True)
+        tail = (tail + line)[-2000:]
+    proc.wait()
     if not out.exists():
-        return {"package": script, "failed": (proc.stdout + proc.stderr)[-2000:], "models": []}
+        return {"package": script, "failed": tail, "models": []}
     side = json.loads(out.read_text())  # partial results of a side that crashed still count
     if proc.returncode != 0:
-        side["failed"] = f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
+        side["failed"] = f"exit {proc.returncode}: {tail}"
     return side
 
 
@@ -174,10 +182,16 @@ def main() -> None:
     limits = {"OMP_NUM_THREADS": str(args.threads), "BENCH_MAX_SECONDS": str(args.max_seconds),
               "BENCH_MAX_MEMORY_MB": str(args.max_memory_gb * 1024)}
     chosen = [a for m in args.models or [] for a in ("--model", m)]
+    print("measuring nnip ...", flush=True)
     sides = [_run_side(sys.executable, "run_nnip.py", spec, work / "nnip.json",
                        {**os.environ, **limits}, chosen)]
     for peer in args.peers:
-        python = ensure_peer(peer)
+        try:
+            python = ensure_peer(peer)
+        except (RuntimeError, subprocess.CalledProcessError) as err:  # keep the others
+            print(f"{peer}: installation failed, not measured", flush=True)
+            sides.append({"package": peer, "failed": str(err)[-2000:], "models": []})
+            continue
         print(f"measuring {peer} ...", flush=True)
         sides.append(_run_side(str(python), PEER_SCRIPTS[peer], spec, work / f"{peer}.json",
                                {**peer_env(peer), **limits}))

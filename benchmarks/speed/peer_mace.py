@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import batches, labels, time_ase_md, time_calculator, time_steps  # noqa: E402
+from _measure import batches, labels, progress, time_ase_md, time_calculator, time_steps  # noqa: E402
 
 HIDDEN = "32x0e + 32x1o"
 DESCRIPTION = ("ScaleShiftMACE: 32 channels, hidden 32x0e+32x1o (max_L 1), spherical "
@@ -103,6 +103,7 @@ def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["threads"])
     cutoff = spec["cutoff"]
+    progress("mace-torch")
     result: dict[str, Any] = {"model": "mace-torch", "description": DESCRIPTION,
                               "inference": {}, "errors": {}}
     for item in spec["inference"]:

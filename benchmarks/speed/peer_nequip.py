@@ -55,7 +55,7 @@ import ase.io
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import time_ase_md, time_calculator, time_steps  # noqa: E402
+from _measure import progress, time_ase_md, time_calculator, time_steps  # noqa: E402
 
 AVG_NUM_NEIGHBORS = 40.0
 HYPERPARAMETERS = dict(num_layers=3, l_max=2, parity=True, num_features=32,
@@ -173,6 +173,7 @@ def main(spec_path: str, out_path: str) -> None:
     torch.set_num_threads(spec["threads"])
     set_global_state()  # nequip's global setup (float64 default dtype, seeds), required
     cutoff = spec["cutoff"]
+    progress("nequip-nequip")
     result: dict[str, Any] = {"model": "nequip-nequip", "description": DESCRIPTION,
                               "n_parameters": None, "inference": {}, "errors": {}}
 

@@ -51,7 +51,7 @@ import ase.io
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import batches, labels, time_ase_md, time_calculator, time_steps  # noqa: E402
+from _measure import batches, labels, progress, time_ase_md, time_calculator, time_steps  # noqa: E402
 
 N_FEATURES = 64
 N_INTERACTIONS = 3
@@ -144,6 +144,7 @@ def train_step_fn(arch: str, frames: list[ase.Atoms], cutoff: float, batch_size:
 def measure(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Every measurement of one model (called in a fresh process)."""
     arch, description = MODELS[name]
+    progress(name)
     torch.set_num_threads(spec["threads"])
     cutoff = spec["cutoff"]
     n_parameters = sum(p.numel() for p in build(arch, cutoff, torch.float32).parameters())

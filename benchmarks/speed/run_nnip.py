@@ -30,7 +30,7 @@ import ase.io
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import time_calculator, time_steps  # noqa: E402
+from _measure import progress, time_calculator, time_steps  # noqa: E402
 
 MODELS: dict[str, tuple[str, dict[str, Any], str]] = {
     "nnip-schnet": ("schnet", {"n_features": 64, "n_interactions": 3, "n_basis": 32},
@@ -74,6 +74,7 @@ def measure(entry: str, spec: dict[str, Any]) -> dict[str, Any]:
     from nnip.training.loss import Loss
 
     torch.set_num_threads(spec["threads"])
+    progress(entry)
     compiled = entry.endswith(COMPILED)
     name = entry.removesuffix(COMPILED)
     cutoff = spec["cutoff"]
