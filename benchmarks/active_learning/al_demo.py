@@ -86,7 +86,8 @@ def _oracle_md(system, temperatures, n_per_t, every, seed, runs=5):
     """Frames of plain Langevin MD driven by the oracle itself, labelled: ``n_per_t`` per
     temperature, ``every`` steps apart, from ``runs`` independent trajectories (one
     trajectory of a molecule can stay in one conformer: the single-trajectory test sets
-    before 2026-12-07 held ethanol trans at 300 and 500 K and gauche only at 800 K)."""
+    before 2026-12-07 held ethanol 76 % trans at 300 and 500 K, where GFN2-xTB's
+    equilibrium is mostly gauche)."""
     oracle = make_oracle(SYSTEMS[system]["oracle"])
     frames = []
     for t in temperatures:
