@@ -10,7 +10,8 @@ Systems (``--system``):
   window 0.05-0.3 of ``spread / (|F| + 1 eV/Å)`` (the absolute windows of earlier runs,
   0.1-0.4 and 0.2-0.8 eV/Å, labelled mostly the hottest frames: a molecule's forces
   span 0-10 eV/Å within one trajectory; ``--absolute`` restores 0.2-0.8 eV/Å);
-  stability test 500 K.
+  stability test 500 K. ``--upper`` sets the window's upper level (ethanol: 0.6 with
+  ``--restart-last`` gave the best loop so far, 2026-12-07).
 
 Selection uses the committee's calibrated force spread within the trust window.
 
@@ -147,6 +148,9 @@ def main() -> None:
                         help="training budget per iteration and for each baseline")
     parser.add_argument("--absolute", action="store_true",
                         help="ethanol-xtb: the absolute window 0.2-0.8 eV/Å of the first runs")
+    parser.add_argument("--upper", type=float, default=None,
+                        help="select.upper_eV_per_A, the trust window's upper level (where "
+                             "a trajectory is cut; default 0.4 cu-emt, 0.3 ethanol-xtb)")
     parser.add_argument("--select", choices=["fps", "random"], default="fps",
                         help="select.method: farthest-point sampling among the candidates "
                              "(default, the runs recorded before 2026-12-06) or a uniform draw")
@@ -182,6 +186,8 @@ def main() -> None:
     spec = dict(SYSTEMS[args.system])
     if args.absolute:
         spec.update(threshold=0.2, upper=0.8, relative_level=0.0)
+    if args.upper is not None:
+        spec["upper"] = args.upper
     out = Path(args.out or f"benchmarks/active_learning/runs/{args.system}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     oracle = make_oracle(spec["oracle"])
