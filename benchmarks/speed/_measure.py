@@ -97,15 +97,17 @@ def time_calculator(atoms: ase.Atoms, repeats: int, stress: bool = True) -> dict
     return out
 
 
-def time_steps(step: Callable[[int], None], warmup: int, steps: int) -> dict[str, float]:
-    """Steps per second of ``step(k)`` after ``warmup`` untimed steps."""
+def time_steps(step: Callable[[int], None], warmup: int, steps: int, label: str = "steps"
+               ) -> dict[str, float]:
+    """Steps per second of ``step(k)`` after ``warmup`` untimed steps (``label`` names the
+    measurement in the progress line)."""
     for k in range(warmup):
         step(k)
     start = time.perf_counter()
     for k in range(steps):
         step(warmup + k)
     elapsed = time.perf_counter() - start
-    progress(f"  {steps} timed steps: {steps / elapsed:.3g} steps/s")
+    progress(f"  {label}: {steps} timed steps, {steps / elapsed:.3g} steps/s")
     return {"steps_per_s": steps / elapsed, "seconds_per_step": elapsed / steps}
 
 
@@ -114,7 +116,7 @@ def time_ase_md(atoms: ase.Atoms, timestep_fs: float, warmup: int, steps: int
     """NVE velocity Verlet through ASE with ``atoms.calc``; steps/s and ns/day."""
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, timestep_fs * units.fs)
-    out = time_steps(lambda k: dyn.run(1), warmup, steps)
+    out = time_steps(lambda k: dyn.run(1), warmup, steps, "MD")
     return {**out, "ns_per_day": out["steps_per_s"] * timestep_fs * 86400 / 1e6}
 
 

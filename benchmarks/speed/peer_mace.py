@@ -119,7 +119,7 @@ def main(spec_path: str, out_path: str) -> None:
     try:
         step, n_params = train_step_fn(ase.io.read(t["file"], ":"), cutoff, t["batch_size"])
         result["n_parameters"] = n_params
-        result["training"] = {**time_steps(step, t["warmup"], t["steps"]),
+        result["training"] = {**time_steps(step, t["warmup"], t["steps"], "training"),
                               "batch_size": t["batch_size"]}
     except Exception as err:
         result["errors"]["training"] = f"{type(err).__name__}: {err}"

@@ -153,7 +153,7 @@ def train_step_fn(file: str, cutoff: float, batch_size: int) -> Callable[[int], 
 def measure_training(spec: dict[str, Any]) -> dict[str, Any]:
     t = spec["training"]
     step = train_step_fn(t["file"], spec["cutoff"], t["batch_size"])
-    return {**time_steps(step, t["warmup"], t["steps"]), "batch_size": t["batch_size"]}
+    return {**time_steps(step, t["warmup"], t["steps"], "training"), "batch_size": t["batch_size"]}
 
 
 def measure_md(spec: dict[str, Any]) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def measure(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         t = spec["training"]
         try:
             step = train_step_fn(arch, ase.io.read(t["file"], ":"), cutoff, t["batch_size"])
-            result["training"] = {**time_steps(step, t["warmup"], t["steps"]),
+            result["training"] = {**time_steps(step, t["warmup"], t["steps"], "training"),
                                   "batch_size": t["batch_size"]}
         except Exception as err:
             result["errors"]["training"] = f"{type(err).__name__}: {err}"

@@ -127,7 +127,8 @@ def measure(entry: str, spec: dict[str, Any]) -> dict[str, Any]:
             result["compile_s"]["training"] = time.perf_counter() - start
             if not forces.compiled:
                 raise RuntimeError("torch.compile failed; not timed uncompiled")
-        result["training"] = {**time_steps(step, t["warmup"], t["steps"]), "batch_size": size}
+        result["training"] = {**time_steps(step, t["warmup"], t["steps"], "training"),
+                              "batch_size": size}
     except Exception as err:
         result["errors"]["training"] = f"{type(err).__name__}: {err}"
     m = spec["md"]
@@ -147,7 +148,7 @@ def measure(entry: str, spec: dict[str, Any]) -> dict[str, Any]:
             result["compile_s"]["md"] = time.perf_counter() - start
             if not md.functional.compiled:
                 raise RuntimeError("torch.compile failed; not timed uncompiled")
-        out = time_steps(lambda k: md.run(1), m["warmup"], m["steps"])
+        out = time_steps(lambda k: md.run(1), m["warmup"], m["steps"], "MD")
         result["md"] = {"engine": "nnip.md.MD (NVE)", "structure": m["name"], **out,
                         "ns_per_day": out["steps_per_s"] * m["timestep_fs"] * 86400 / 1e6}
     except Exception as err:
