@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--upper", type=float, default=None,
                         help="select.upper_eV_per_A, the trust window's upper level (where "
                              "a trajectory is cut; default 0.4 cu-emt, 0.3 ethanol-xtb)")
+    parser.add_argument("--no-ramp", action="store_true",
+                        help="explore every temperature from the first iteration "
+                             "(explore.ramp: false)")
     parser.add_argument("--select", choices=["fps", "random"], default="fps",
                         help="select.method: farthest-point sampling among the candidates "
                              "(default, the runs recorded before 2026-12-06) or a uniform draw")
@@ -214,7 +217,7 @@ def main() -> None:
         "test": [str(out / "test.xyz")],
         "explore": {"structures": [str(out / "start.xyz")], "temperatures_K": spec["explore_K"],
                     "steps": 1000, "timestep_fs": 1, "replicas": 4, "sample_every": 20,
-                    "ramp": True, "compile": args.compile,
+                    "ramp": not args.no_ramp, "compile": args.compile,
                     "restart": "last" if args.restart_last else "start"},
         "select": {"threshold_eV_per_A": spec["threshold"], "upper_eV_per_A": spec["upper"],
                    "relative_level_eV_per_A": spec.get("relative_level", 0.0),
