@@ -98,17 +98,18 @@ def ensure_peer(name: str, quiet: bool = True) -> Path:
     print(f"installing peer {name!r} ({', '.join(requirements)}) into {VENVS / name} ...",
           flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)
-    steps = [[TORCH], requirements]
-    if name in DEPENDENCIES_AFTER:
-        steps.append(None)  # the dependencies, read once the distribution is installed
-    for step in steps:
-        if step is None:
-            step = _declared_dependencies(python, DEPENDENCIES_AFTER[name])
+
+    def pip_install(step: list[str]) -> None:
         proc = subprocess.run([str(python), "-m", "pip", "install", *(["-q"] if quiet else []),
                                *step], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"pip install {' '.join(step)} failed for peer {name!r}:\n"
                                f"{(proc.stdout + proc.stderr)[-3000:]}")
+
+    pip_install([TORCH])
+    pip_install(requirements)
+    if name in DEPENDENCIES_AFTER:  # read once the distribution is installed
+        pip_install(_declared_dependencies(python, DEPENDENCIES_AFTER[name]))
     marker.write_text(wanted)
     return python
 
