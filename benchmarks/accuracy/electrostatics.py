@@ -89,6 +89,10 @@ def _weights_tag(element_weights: dict[str, float] | None) -> str:
 CHARGES_FIRST = 0.3
 """``loss.charges_first_fraction`` of the ``-cf`` charge models."""
 
+ENERGY_WEIGHTS = (10.0, 100.0)
+"""``loss.energy_weight`` and ``loss.final_energy_weight`` of every model (per-atom energy
+in eV against forces in eV/Å); ``--energy-weights`` sets them."""
+
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
@@ -127,9 +131,9 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
-        "loss": {"energy_weight": 10.0, "forces_weight": 1.0,
+        "loss": {"energy_weight": ENERGY_WEIGHTS[0], "forces_weight": 1.0,
                  "charges_weight": charges_weight,
-                 "final_energy_weight": 100.0, "final_fraction": 0.2,
+                 "final_energy_weight": ENERGY_WEIGHTS[1], "final_fraction": 0.2,
                  "element_weights": element_weights or {}},
         "train": {"epochs": epochs or 100000, "batch_size": 4, "lr": 0.005,
                   "scheduler": "cosine", "time_limit_min": 0.0 if epochs else minutes,
@@ -231,7 +235,8 @@ def _tag(args: argparse.Namespace, params: dict) -> str:
     return f"{params['n_features']}x{params['n_interactions']}_s{args.smearing:g}" + (
         f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "") + (
         f"_{args.charge_model}" if args.charge_model != "local" else "") + \
-        _weights_tag(args.element_weights) + (f"_e{args.epochs}" if args.epochs else "")
+        _weights_tag(args.element_weights) + (f"_e{args.epochs}" if args.epochs else "") + (
+        "_ew{:g}-{:g}".format(*ENERGY_WEIGHTS) if ENERGY_WEIGHTS != (10.0, 100.0) else "")
 
 
 def in_sample(args: argparse.Namespace, params: dict) -> None:
@@ -252,9 +257,9 @@ def in_sample(args: argparse.Namespace, params: dict) -> None:
     summary = {"task": "au2mgo", "minutes": None if args.epochs else args.minutes,
                "epochs_per_model": args.epochs or None, "smearing_A": args.smearing,
                "charges_weight": args.charges_weight, "charge_model": args.charge_model,
-               "element_weights": args.element_weights, **run_meta(args.threads),
-               "params": params, "au2_energetics": au2_energetics([pair], [path]),
-               "models": pair}
+               "element_weights": args.element_weights, "energy_weights": ENERGY_WEIGHTS,
+               **run_meta(args.threads), "params": params,
+               "au2_energetics": au2_energetics([pair], [path]), "models": pair}
     results = HERE / "results" / "electrostatics_insample.json"
     saved = json.loads(results.read_text())["runs"] if results.exists() else []
     results.write_text(json.dumps({"runs": saved + [summary]}, indent=1))
@@ -418,6 +423,7 @@ def cv_table(runs: list[dict]) -> list[str]:
 
 def main() -> None:
     """Train the pairs and write results/electrostatics.json and a Markdown table."""
+    global ENERGY_WEIGHTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["c10h2", "au2mgo"])
     parser.add_argument("--minutes", type=float, default=6.0)
@@ -452,7 +458,12 @@ def main() -> None:
     parser.add_argument("--in-sample", action="store_true",
                         help="au2mgo: train on all frames and evaluate the Au2 energetics "
                              "on them (can the model represent the dopants' effect?)")
+    parser.add_argument("--energy-weights", type=float, nargs=2, default=list(ENERGY_WEIGHTS),
+                        metavar=("WEIGHT", "FINAL"),
+                        help="loss weight of the per-atom energy before and in the final "
+                             "20 %% of training (default 10 100; forces weigh 1)")
     args = parser.parse_args()
+    ENERGY_WEIGHTS = tuple(args.energy_weights)
     torch.set_num_threads(args.threads)
     params = json.loads(args.params)
     if args.in_sample:
