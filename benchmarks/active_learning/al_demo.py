@@ -10,8 +10,9 @@ Systems (``--system``):
   window 0.05-0.3 of ``spread / (|F| + 1 eV/Å)`` (the absolute windows of earlier runs,
   0.1-0.4 and 0.2-0.8 eV/Å, labelled mostly the hottest frames: a molecule's forces
   span 0-10 eV/Å within one trajectory; ``--absolute`` restores 0.2-0.8 eV/Å);
-  stability test 500 K. ``--upper`` sets the window's upper level (ethanol: 0.6 with
-  ``--restart-last`` gave the best loop so far, 2026-12-07).
+  stability test 500 K. ``--upper`` sets the window's upper level; the loop that beat
+  random sampling on ethanol (2026-12-07) ran ``--select random --restart-last --no-ramp
+  --upper 1.0``.
 
 Selection uses the committee's calibrated force spread within the trust window.
 
