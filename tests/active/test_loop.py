@@ -297,3 +297,28 @@ def test_relative_measure_discounts_atoms_with_large_forces():
     assert uncertainty_measure(atoms) == pytest.approx(0.2)
     # atom 0: 0.2 / 5 = 0.04; atom 1: 0.05 / 1.1 = 0.045 -> the small-force atom decides
     assert uncertainty_measure(atoms, level=1.0) == pytest.approx(0.05 / 1.1)
+
+
+def test_readme_example_makes_its_data_and_takes_overrides(tmp_path):
+    """``examples/al_cu``: make_data.py writes EMT-labelled starting files, and al.yaml
+    loads with ``--set`` overrides, its paths resolved beside the file."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "al_cu"
+    (tmp_path / "al.yaml").write_text((example / "al.yaml").read_text())
+    subprocess.run([sys.executable, str(example / "make_data.py")], check=True, cwd=tmp_path,
+                   env={**os.environ, "NNIP_EXAMPLE_OUT": str(tmp_path)})
+    init = ase.io.read(tmp_path / "init.xyz", ":")
+    test = ase.io.read(tmp_path / "independent_md.xyz", ":")
+    assert len(init) == 10 and len(test) == 40
+    for atoms in (init[0], test[-1]):  # EMT labels (extxyz keeps 8 decimals)
+        reference = atoms.copy()
+        reference.calc = EMT()
+        assert atoms.get_potential_energy() == pytest.approx(reference.get_potential_energy())
+        np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-6)
+    config = load_al_config(tmp_path / "al.yaml", ["iterations=2", "explore.steps=100",
+                                                   "train.train.time_limit_min=1"])
+    assert (config.iterations, config.explore.steps) == (2, 100)
+    assert config.train["train"]["time_limit_min"] == 1
+    assert config.explore.structures == [str(tmp_path / "start.xyz")]
+    assert config.train["data"]["train"] == [str(tmp_path / "init.xyz")]
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_al_config(tmp_path / "al.yaml", ["iterations"])

@@ -165,8 +165,16 @@ class ALConfig:
     state_dir: str = "al"
 
 
-def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
-    """Read and check an `ALConfig` from a YAML file or a dict (unknown keys are errors)."""
+def load_al_config(source: str | os.PathLike | dict[str, Any],
+                   overrides: Sequence[str] = ()) -> ALConfig:
+    """Read and check an `ALConfig` from a YAML file or a dict (unknown keys are errors).
+
+    Relative paths in a file are relative to the file. ``overrides`` are
+    ``section.key=value`` strings applied on top (values parsed as YAML), e.g.
+    ``["iterations=2", "train.train.time_limit_min=1"]``.
+    """
+    from nnip.config import apply_overrides
+
     base = Path(".")
     if not isinstance(source, dict):
         path = Path(source)
@@ -174,7 +182,7 @@ def load_al_config(source: str | os.PathLike | dict[str, Any]) -> ALConfig:
             raise ConfigError(f"{path}: no such active-learning config file")
         base = path.parent
         source = yaml.safe_load(path.read_text()) or {}
-    raw = copy.deepcopy(source)
+    raw = apply_overrides(copy.deepcopy(source), overrides)
     sections = {"explore": ExploreConfig, "select": SelectConfig}
     for name, cls in sections.items():
         raw[name] = _dataclass(cls, raw.get(name) or {}, name)
@@ -303,7 +311,9 @@ def _restart_points(previous: Sequence[Atoms], label: str, replicas: int,
 
 
 def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, seed: int,
-             level: float = 0.0, previous: Sequence[Atoms] = ()) -> list[Atoms]:
+             level: float = 0.0, previous: Sequence[Atoms] = (),
+             say: Callable[[str], None] | None = None, progress: bool = False
+             ) -> list[Atoms]:
     """Sampled frames of every trajectory, each cut after its first frame past ``upper``.
 
     Each frame's ``info["al_uncertainty"]`` is its `uncertainty_measure` at ``level``.
@@ -311,57 +321,78 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
 
     The last kept frame of a cut trajectory carries ``info["al_lost_samples"]``, the
     number of samples it did not deliver (counted as uncertain by `_select`).
+
+    ``say`` reports each (start, temperature, pressure) batch when it ends: its speed and
+    how many replicas passed the upper level; ``progress`` adds a bar over all steps
+    (on a terminal).
     """
+    import time
+
     from nnip.data import read
     from nnip.md import MD, Langevin, LangevinNPT
+    from nnip.md.runner import _MDBar
 
     starts = [(Path(p).stem, k, a) for p in config.structures for k, a in enumerate(read(p))]
     temperatures = _temperatures(config, iteration)
     n_samples = config.steps // config.sample_every
     frames: list[Atoms] = []
+    plan = []
     for name, index, atoms in starts:
         conditions = [(t, None) for t in temperatures]
         if atoms.pbc.all():
             conditions += [(t, p) for t in temperatures for p in config.pressures_GPa]
-        for temperature, pressure in conditions:
-            integrator = (Langevin(config.timestep_fs, temperature, config.friction_per_fs,
-                                   seed=seed) if pressure is None else
-                          LangevinNPT(config.timestep_fs, temperature, pressure,
-                                      config.friction_per_fs, seed=seed))
-            label = f"{name}[{index}] {temperature:g} K" + (
-                f" {pressure:g} GPa" if pressure is not None else "")
-            begin = _restart_points(previous, label, config.replicas, upper) \
-                if config.restart == "last" else [None] * config.replicas
-            starts = []
-            for point in begin:  # a restart keeps the start's info, not the frame's
-                start = atoms.copy() if point is None else Atoms(
-                    point.numbers, positions=point.positions, cell=point.cell,
-                    pbc=point.pbc, momenta=point.get_momenta(), info=dict(atoms.info))
-                start.calc = None
-                starts.append(start)
-            md = MD(model, starts, integrator, temperature_K=temperature,
-                    seed=seed, write_every=config.sample_every, max_uncertainty_eV_per_A=0.0,
-                    progress=False, compile=config.compile)
-            alive = [True] * config.replicas
-            latest: list[Atoms | None] = [None] * config.replicas
-            taken = [0] * config.replicas
-            while md.state.step < config.steps and any(alive):
-                result = md.run(config.sample_every)
-                for r, frame in enumerate(md.atoms()):
-                    if not alive[r]:
-                        continue
-                    frame.info["al_uncertainty"] = uncertainty_measure(frame, level)
-                    frame.calc = None
-                    frame.info.update(al_iteration=iteration, al_condition=label,
-                                      al_source=f"{label} replica {r} step {md.state.step}")
-                    frames.append(frame)
-                    latest[r], taken[r] = frame, taken[r] + 1
-                    alive[r] = frame.info["al_uncertainty"] <= upper
-                if result.stopped:  # the model broke down (e.g. atoms too close)
-                    break
-            for r, frame in enumerate(latest):
-                if frame is not None and taken[r] < n_samples:
-                    frame.info["al_lost_samples"] = n_samples - taken[r]
+        plan += [(name, index, atoms, t, p) for t, p in conditions]
+    bar = _MDBar(progress, len(plan) * config.steps)
+    for c, (name, index, atoms, temperature, pressure) in enumerate(plan):
+        integrator = (Langevin(config.timestep_fs, temperature, config.friction_per_fs,
+                               seed=seed) if pressure is None else
+                      LangevinNPT(config.timestep_fs, temperature, pressure,
+                                  config.friction_per_fs, seed=seed))
+        label = f"{name}[{index}] {temperature:g} K" + (
+            f" {pressure:g} GPa" if pressure is not None else "")
+        begin = _restart_points(previous, label, config.replicas, upper) \
+            if config.restart == "last" else [None] * config.replicas
+        initial = []
+        for point in begin:  # a restart keeps the start's info, not the frame's
+            start = atoms.copy() if point is None else Atoms(
+                point.numbers, positions=point.positions, cell=point.cell,
+                pbc=point.pbc, momenta=point.get_momenta(), info=dict(atoms.info))
+            start.calc = None
+            initial.append(start)
+        md = MD(model, initial, integrator, temperature_K=temperature,
+                seed=seed, write_every=config.sample_every, max_uncertainty_eV_per_A=0.0,
+                progress=False, compile=config.compile)
+        alive = [True] * config.replicas
+        latest: list[Atoms | None] = [None] * config.replicas
+        taken = [0] * config.replicas
+        clock = time.perf_counter()
+        while md.state.step < config.steps and any(alive):
+            result = md.run(config.sample_every)
+            seconds = time.perf_counter() - clock
+            bar.update(c * config.steps + md.state.step, md.state.step
+                       * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9))
+            for r, frame in enumerate(md.atoms()):
+                if not alive[r]:
+                    continue
+                frame.info["al_uncertainty"] = uncertainty_measure(frame, level)
+                frame.calc = None
+                frame.info.update(al_iteration=iteration, al_condition=label,
+                                  al_source=f"{label} replica {r} step {md.state.step}")
+                frames.append(frame)
+                latest[r], taken[r] = frame, taken[r] + 1
+                alive[r] = frame.info["al_uncertainty"] <= upper
+            if result.stopped:  # the model broke down (e.g. atoms too close)
+                break
+        for r, frame in enumerate(latest):
+            if frame is not None and taken[r] < n_samples:
+                frame.info["al_lost_samples"] = n_samples - taken[r]
+        if say is not None:
+            seconds = time.perf_counter() - clock
+            say(f"[al] iteration {iteration}: explored {label} ({c + 1}/{len(plan)}): "
+                f"{config.replicas} replicas x {md.state.step} steps in {seconds:.0f} s "
+                f"({md.state.step * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9):.3g}"
+                f" ns/day each), {config.replicas - sum(alive)} past the upper level")
+    bar.close()
     return frames
 
 
@@ -453,7 +484,7 @@ def run_active_learning(config: ALConfig | str | os.PathLike | dict[str, Any], *
 
     Args:
         config: an `ALConfig`, a YAML path or a dict.
-        progress: progress bars of training and labelling.
+        progress: progress bars of training, exploration and labelling.
         say: where per-iteration lines go (default: stderr).
 
     Returns:
@@ -514,7 +545,8 @@ def _run_loop(config: ALConfig, progress: bool, say: Callable[[str], None]) -> d
                     and k > 0 and last.stat().st_size else []
                 _write_atomic_frames(candidates_path, _explore(
                     model, config.explore, config.select.upper_eV_per_A, k, seed=k,
-                    level=config.select.relative_level_eV_per_A, previous=previous))
+                    level=config.select.relative_level_eV_per_A, previous=previous,
+                    say=say, progress=progress))
             state.data["phase"] = "select"
             state.save()
         if state.data["phase"] == "select":
