@@ -41,7 +41,9 @@ Usage (repository root, project environment)::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -333,16 +335,33 @@ def _curve_pool(args, spec, out, n_labelled):
     """The frames of ``out/curve_pool.xyz``, shared by the learning curves and the
     random replays; made by `_random_pool` for ``n_labelled`` labels when missing."""
     path = out / "curve_pool.xyz"
-    if not path.exists():
-        ase.io.write(path, _random_pool(args.system, spec, n_labelled))
+    if not path.exists():  # atomic: replays of several seeds may start at once
+        tmp = path.with_suffix(f".{os.getpid()}.xyz")
+        ase.io.write(tmp, _random_pool(args.system, spec, n_labelled))
+        os.replace(tmp, path)
     return ase.io.read(path, ":")
+
+
+def _update_curve(path, change):
+    """Apply ``change(curve)`` to ``curve.json`` under a file lock, reading it afresh, so
+    that replays of different seeds running at the same time keep each other's rows;
+    returns the updated curve."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        curve = json.loads(path.read_text()) if path.exists() else {"points": []}
+        change(curve)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(curve, indent=1))
+        os.replace(tmp, path)
+    return curve
 
 
 def _learning_curves(args, spec, out, state, model):
     """Test errors against the number of labelled frames: the loop's committee at each
     iteration (its own history), the loop's frames up to that iteration retrained from
     scratch, and the same number of random frames of plain oracle MD (``--curve-seeds``
-    nested draws from one pool); written to ``curve.json`` and ``curve.png`` in ``out``."""
+    nested draws from one pool); written to ``curve.json`` and ``curve.png`` in ``out``.
+    (Not safe to run beside a replay of the same run: it writes curve.json whole.)"""
     history = state["history"]
     labelled = sorted((out / "al" / "labelled").glob("iter_*.extxyz"))
     counts = np.cumsum([r.get("n_labelled", 0) for r in history])  # after iteration k
@@ -396,8 +415,8 @@ def _random_loop(args, spec, out, state, model, seed):
                          f"the loop's {before[-1]} labels")
     order = np.random.default_rng(seed).permutation(len(pool))
     path = out / "curve.json"
-    curve = json.loads(path.read_text()) if path.exists() else {"points": []}
-    rows = curve.setdefault("random_loop", {}).setdefault(str(seed), [])
+    curve = _update_curve(path, lambda c: None)
+    rows = curve.get("random_loop", {}).get(str(seed), [])
     root = out / "random_loop" / f"s{seed}"
     for k, n in enumerate(before):
         run_dir = root / f"iter_{k:03d}"
@@ -411,12 +430,14 @@ def _random_loop(args, spec, out, state, model, seed):
         result = _train_with_start(out, files, run_dir, model,
                                    root / f"iter_{k - 1:03d}" / "model.nnip" if k else None)
         rows.append({"iteration": k, "n_labelled": int(n), **_errors(result.model, test)})
-        curve["meta_random_loop"], curve["train"] = run_meta(args.threads), TRAIN
-        path.write_text(json.dumps(curve, indent=1))
+
+        def add(c, rows=rows):
+            c.setdefault("random_loop", {})[str(seed)] = rows
+            c["meta_random_loop"], c["train"] = run_meta(args.threads), TRAIN
+
+        curve = _update_curve(path, add)
         print(json.dumps({"seed": seed, **rows[-1]}), flush=True)
-    if "loop" not in curve:
-        curve["loop"] = _loop_points(history)
-        path.write_text(json.dumps(curve, indent=1))
+    curve = _update_curve(path, lambda c: c.setdefault("loop", _loop_points(history)))
     _plot_curve(curve, out / "curve.png", args.system)
 
 
