@@ -93,6 +93,9 @@ ENERGY_WEIGHTS = (10.0, 100.0)
 """``loss.energy_weight`` and ``loss.final_energy_weight`` of every model (per-atom energy
 in eV against forces in eV/Å); ``--energy-weights`` sets them."""
 
+BATCH_SIZE = 4
+"""``train.batch_size`` of every model (structures per optimiser step); ``--batch-size``."""
+
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
@@ -135,7 +138,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
                  "charges_weight": charges_weight,
                  "final_energy_weight": ENERGY_WEIGHTS[1], "final_fraction": 0.2,
                  "element_weights": element_weights or {}},
-        "train": {"epochs": epochs or 100000, "batch_size": 4, "lr": 0.005,
+        "train": {"epochs": epochs or 100000, "batch_size": BATCH_SIZE, "lr": 0.005,
                   "scheduler": "cosine", "time_limit_min": 0.0 if epochs else minutes,
                   "threads": threads, "seed": 0},
         "output": {"run_dir": str(out / name), "plots": False},
@@ -236,7 +239,8 @@ def _tag(args: argparse.Namespace, params: dict) -> str:
         f"_q{args.charges_weight:g}" if args.charges_weight != 10.0 else "") + (
         f"_{args.charge_model}" if args.charge_model != "local" else "") + \
         _weights_tag(args.element_weights) + (f"_e{args.epochs}" if args.epochs else "") + (
-        "_ew{:g}-{:g}".format(*ENERGY_WEIGHTS) if ENERGY_WEIGHTS != (10.0, 100.0) else "")
+        "_ew{:g}-{:g}".format(*ENERGY_WEIGHTS) if ENERGY_WEIGHTS != (10.0, 100.0) else "") + (
+        f"_b{BATCH_SIZE}" if BATCH_SIZE != 4 else "")
 
 
 def in_sample(args: argparse.Namespace, params: dict) -> None:
@@ -258,6 +262,7 @@ def in_sample(args: argparse.Namespace, params: dict) -> None:
                "epochs_per_model": args.epochs or None, "smearing_A": args.smearing,
                "charges_weight": args.charges_weight, "charge_model": args.charge_model,
                "element_weights": args.element_weights, "energy_weights": ENERGY_WEIGHTS,
+               "batch_size": BATCH_SIZE,
                **run_meta(args.threads), "params": params,
                "au2_energetics": au2_energetics([pair], [path]), "models": pair}
     results = HERE / "results" / "electrostatics_insample.json"
@@ -423,7 +428,7 @@ def cv_table(runs: list[dict]) -> list[str]:
 
 def main() -> None:
     """Train the pairs and write results/electrostatics.json and a Markdown table."""
-    global ENERGY_WEIGHTS
+    global ENERGY_WEIGHTS, BATCH_SIZE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["c10h2", "au2mgo"])
     parser.add_argument("--minutes", type=float, default=6.0)
@@ -462,8 +467,10 @@ def main() -> None:
                         metavar=("WEIGHT", "FINAL"),
                         help="loss weight of the per-atom energy before and in the final "
                              "20 %% of training (default 10 100; forces weigh 1)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help="structures per optimiser step (default 4)")
     args = parser.parse_args()
-    ENERGY_WEIGHTS = tuple(args.energy_weights)
+    ENERGY_WEIGHTS, BATCH_SIZE = tuple(args.energy_weights), args.batch_size
     torch.set_num_threads(args.threads)
     params = json.loads(args.params)
     if args.in_sample:
