@@ -631,6 +631,10 @@ def _write_summary(root: Path, state: dict[str, Any]) -> None:
         history) else "test error", yscale="log")
     if left.get_legend_handles_labels()[0]:
         left.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.savefig(root / "summary.png", dpi=110)
 
 
