@@ -210,12 +210,17 @@ def test_select_method_is_checked(tmp_path):
                         "select": {"method": "top"}})
 
 
-def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
+def _tiny_committee(folder: Path):
+    """A two-member SchNet committee for Cu and ``folder/start.xyz`` (4-atom fcc cell)."""
     from nnip.models import Committee, build
 
-    ase.io.write(tmp_path / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
-    model = Committee([build("schnet", ["Cu"], 4.0, n_features=8, n_interactions=1, seed=k)
-                       for k in range(2)])
+    ase.io.write(folder / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    return Committee([build("schnet", ["Cu"], 4.0, n_features=8, n_interactions=1, seed=k)
+                      for k in range(2)])
+
+
+def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
+    model = _tiny_committee(tmp_path)
     explore = ExploreConfig(structures=[str(tmp_path / "start.xyz")],
                             temperatures_K=[900, 300], steps=40, timestep_fs=1.0,
                             replicas=2, sample_every=10, ramp=True)
@@ -243,11 +248,8 @@ def test_exploration_cuts_trajectories_past_the_upper_level_and_ramps(tmp_path):
 def test_restart_last_continues_each_replica_from_its_last_frame_inside_the_window(
         tmp_path, monkeypatch):
     import nnip.md
-    from nnip.models import Committee, build
 
-    ase.io.write(tmp_path / "start.xyz", bulk("Cu", "fcc", a=3.61, cubic=True))
-    model = Committee([build("schnet", ["Cu"], 4.0, n_features=8, n_interactions=1, seed=k)
-                       for k in range(2)])
+    model = _tiny_committee(tmp_path)
     explore = ExploreConfig(structures=[str(tmp_path / "start.xyz")], temperatures_K=[900],
                             steps=40, timestep_fs=1.0, replicas=2, sample_every=10,
                             restart="last")
@@ -322,3 +324,41 @@ def test_readme_example_makes_its_data_and_takes_overrides(tmp_path):
     assert config.train["data"]["train"] == [str(tmp_path / "init.xyz")]
     with pytest.raises(ConfigError, match="section.key=value"):
         load_al_config(tmp_path / "al.yaml", ["iterations"])
+
+
+def test_a_replica_that_breaks_down_ends_alone_and_is_never_selected_or_restarted_from(
+        tmp_path):
+    """One replica restarting from atoms 0.3 Å apart (its last frame was inside the trust
+    window) stops the batched MD at once: only that replica ends, marked broken, and the
+    others run their steps; the broken frame is not a candidate, not a fallback and not a
+    restart point (before, the whole batch ended and the replica restarted from the same
+    frame every iteration)."""
+    model = _tiny_committee(tmp_path)
+    explore = ExploreConfig(structures=[str(tmp_path / "start.xyz")], temperatures_K=[300],
+                            steps=40, timestep_fs=1.0, replicas=3, sample_every=10,
+                            restart="last")
+    first = _explore(model, explore, upper=1e3, iteration=0, seed=0)
+    assert len(first) == 3 * 4
+    bad = [f for f in first if " replica 1 " in f.info["al_source"]][-1]
+    bad.positions[1] = bad.positions[0] + [0.3, 0.0, 0.0]
+    frames = _explore(model, explore, upper=1e3, iteration=1, seed=1, previous=first)
+    broken = [f for f in frames if "al_broken" in f.info]
+    assert len(broken) == 1 and " replica 1 " in broken[0].info["al_source"]
+    assert "apart" in broken[0].info["al_broken"]
+    assert broken[0].info["al_lost_samples"] == 3
+    for r in (0, 2):  # the others ran all their steps, from their own last frames
+        own = [f for f in frames if f" replica {r} " in f.info["al_source"]]
+        assert [f.info["al_source"].split()[-1] for f in own] == ["10", "20", "30", "40"]
+    ase.io.write(tmp_path / "explored.extxyz", frames)  # as the loop stores them
+    frames = ase.io.read(tmp_path / "explored.extxyz", ":")
+    points = _restart_points(frames, "start[0] 300 K", 3, upper=1e3)
+    assert points[1] is None and points[0] is not None and points[2] is not None
+    chosen, counts = _select(frames, SelectConfig(threshold_eV_per_A=0.0,
+                                                  upper_eV_per_A=1e3, max_per_iteration=20))
+    assert counts["n_broken_down"] == 1 and counts["n_past_upper"] == 1
+    assert not any("al_broken" in frames[i].info for i in chosen) and len(chosen) == 8
+    # no frame inside the window: the fallback takes frames past the upper level, never
+    # the broken one
+    chosen, _ = _select(frames, SelectConfig(threshold_eV_per_A=0.0, upper_eV_per_A=1e-12,
+                                             max_per_iteration=20))
+    assert len(chosen) == 8 and not any("al_broken" in frames[i].info for i in chosen)

@@ -130,6 +130,11 @@ def test_writes_trajectory_and_log_and_stops_cleanly_when_atoms_collide(tmp_path
     log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
     assert set(log["system"]) == {0, 1} and log["step"][-1] == result.steps
     assert np.isnan(log["pressure_GPa"]).all()  # no cell
+    # which systems broke down: only the dimer; the calm one can go on
+    failing = md.failing_systems()
+    assert list(failing) == [1] and "apart" in failing[1]
+    md.state.positions.data[0, 0] = float("nan")
+    assert set(md.failing_systems()) == {0, 1}
 
 
 @pytest.mark.parametrize("anisotropic", [False, True])

@@ -296,18 +296,44 @@ def _restart_points(previous: Sequence[Atoms], label: str, replicas: int,
     """Where each replica of the condition ``label`` restarts (``explore.restart: last``).
 
     Returns, per replica, its last frame in ``previous`` (an earlier exploration's
-    frames, in order) whose measure is at most ``upper``, or None.
+    frames, in order) whose measure is at most ``upper`` and that did not break down
+    (``info["al_broken"]``), or None.
     """
     points: list[Atoms | None] = [None] * replicas
     for frame in previous:
         source = str(frame.info.get("al_source", ""))
-        if not source.startswith(f"{label} replica ") or \
+        if not source.startswith(f"{label} replica ") or "al_broken" in frame.info or \
                 frame.info.get("al_uncertainty", np.inf) > upper:
             continue
         r = int(source[len(label) + 9:].split()[0])
         if r < replicas:
             points[r] = frame
     return points
+
+
+def _continuation(frame: Atoms, info: dict[str, Any]) -> Atoms:
+    """A new MD start at ``frame``'s positions, cell and momenta.
+
+    It carries ``info`` (the starting structure's), not the frame's selection info.
+    """
+    start = Atoms(frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc,
+                  momenta=frame.get_momenta(), info=dict(info))
+    start.calc = None
+    return start
+
+
+def _exploration_md(model: Any, structures: list[Atoms], config: ExploreConfig,
+                    temperature: float, pressure: float | None, seed: int) -> Any:
+    """The batched Langevin (NPT where ``pressure`` is given) MD of one condition."""
+    from nnip.md import MD, Langevin, LangevinNPT
+
+    integrator = (Langevin(config.timestep_fs, temperature, config.friction_per_fs,
+                           seed=seed) if pressure is None else
+                  LangevinNPT(config.timestep_fs, temperature, pressure,
+                              config.friction_per_fs, seed=seed))
+    return MD(model, structures, integrator, temperature_K=temperature, seed=seed,
+              write_every=config.sample_every, max_uncertainty_eV_per_A=0.0, progress=False,
+              compile=config.compile)
 
 
 def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, seed: int,
@@ -322,6 +348,11 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
     The last kept frame of a cut trajectory carries ``info["al_lost_samples"]``, the
     number of samples it did not deliver (counted as uncertain by `_select`).
 
+    A replica that breaks down (atoms closer than the MD's ``min_distance_A``,
+    non-finite energy or positions, overheating: `MD.failing_systems`) ends with that
+    frame, marked ``info["al_broken"]`` (the reason): counted past the upper level, never
+    selected or restarted from; the other replicas of its batch go on without it.
+
     ``say`` reports each (start, temperature, pressure) batch when it ends: its speed and
     how many replicas passed the upper level; ``progress`` adds a bar over all steps
     (on a terminal).
@@ -329,7 +360,6 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
     import time
 
     from nnip.data import read
-    from nnip.md import MD, Langevin, LangevinNPT
     from nnip.md.runner import _MDBar
 
     starts = [(Path(p).stem, k, a) for p in config.structures for k, a in enumerate(read(p))]
@@ -344,54 +374,68 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
         plan += [(name, index, atoms, t, p) for t, p in conditions]
     bar = _MDBar(progress, len(plan) * config.steps)
     for c, (name, index, atoms, temperature, pressure) in enumerate(plan):
-        integrator = (Langevin(config.timestep_fs, temperature, config.friction_per_fs,
-                               seed=seed) if pressure is None else
-                      LangevinNPT(config.timestep_fs, temperature, pressure,
-                                  config.friction_per_fs, seed=seed))
         label = f"{name}[{index}] {temperature:g} K" + (
             f" {pressure:g} GPa" if pressure is not None else "")
         begin = _restart_points(previous, label, config.replicas, upper) \
             if config.restart == "last" else [None] * config.replicas
         initial = []
         for point in begin:  # a restart keeps the start's info, not the frame's
-            start = atoms.copy() if point is None else Atoms(
-                point.numbers, positions=point.positions, cell=point.cell,
-                pbc=point.pbc, momenta=point.get_momenta(), info=dict(atoms.info))
-            start.calc = None
+            start = atoms.copy() if point is None else _continuation(point, atoms.info)
             initial.append(start)
-        md = MD(model, initial, integrator, temperature_K=temperature,
-                seed=seed, write_every=config.sample_every, max_uncertainty_eV_per_A=0.0,
-                progress=False, compile=config.compile)
+
+        md = _exploration_md(model, initial, config, temperature, pressure, seed)
+        replica_of = list(range(config.replicas))  # replica of each system of the batch
+        offset = 0  # steps run by the earlier batches of this condition
         alive = [True] * config.replicas
         latest: list[Atoms | None] = [None] * config.replicas
         taken = [0] * config.replicas
         clock = time.perf_counter()
-        while md.state.step < config.steps and any(alive):
+        while offset + md.state.step < config.steps and any(alive):
+            before = md.state.step
             result = md.run(config.sample_every)
+            # which systems broke down (atoms too close, non-finite, overheated): their
+            # trajectories end there, like one past the upper level, and they are never
+            # labelled or restarted from; the rest of the batch goes on without them
+            failures = md.failing_systems() if result.stopped else {}
+            sample = md.state.step > before and md.state.step % config.sample_every == 0
             seconds = time.perf_counter() - clock
-            bar.update(c * config.steps + md.state.step, md.state.step
+            bar.update(c * config.steps + offset + md.state.step, (offset + md.state.step)
                        * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9))
-            for r, frame in enumerate(md.atoms()):
-                if not alive[r]:
+            current = md.atoms()
+            for k, frame in enumerate(current):
+                r = replica_of[k]
+                if not alive[r] or (k not in failures and not sample):
                     continue
                 frame.info["al_uncertainty"] = uncertainty_measure(frame, level)
                 frame.calc = None
                 frame.info.update(al_iteration=iteration, al_condition=label,
-                                  al_source=f"{label} replica {r} step {md.state.step}")
+                                  al_source=f"{label} replica {r} step "
+                                            f"{offset + md.state.step}")
+                if k in failures:
+                    frame.info["al_broken"] = failures[k]
                 frames.append(frame)
                 latest[r], taken[r] = frame, taken[r] + 1
-                alive[r] = frame.info["al_uncertainty"] <= upper
-            if result.stopped:  # the model broke down (e.g. atoms too close)
-                break
+                alive[r] = k not in failures and frame.info["al_uncertainty"] <= upper
+            if result.stopped:
+                keep = [k for k, r in enumerate(replica_of) if alive[r]]
+                if not failures or not keep:  # nothing to blame or nothing left
+                    break
+                offset += md.state.step
+                replica_of = [replica_of[k] for k in keep]
+                md = _exploration_md(model, [_continuation(current[k], atoms.info)
+                                             for k in keep], config, temperature, pressure,
+                                     seed + offset)  # new noise after a rebuild
         for r, frame in enumerate(latest):
             if frame is not None and taken[r] < n_samples:
                 frame.info["al_lost_samples"] = n_samples - taken[r]
         if say is not None:
             seconds = time.perf_counter() - clock
+            steps = offset + md.state.step
+            speed = steps * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9)
             say(f"[al] iteration {iteration}: explored {label} ({c + 1}/{len(plan)}): "
-                f"{config.replicas} replicas x {md.state.step} steps in {seconds:.0f} s "
-                f"({md.state.step * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9):.3g}"
-                f" ns/day each), {config.replicas - sum(alive)} past the upper level")
+                f"{config.replicas} replicas x {steps} steps in {seconds:.0f} s "
+                f"({speed:.3g} ns/day each), {config.replicas - sum(alive)} past the upper "
+                "level or broken down")
     bar.close()
     return frames
 
@@ -402,17 +446,18 @@ def _select(frames: list[Atoms], config: SelectConfig,
 
     ``seed`` drives ``method: random`` (the loop passes the iteration).
     """
-    spread = np.array([f.info.get("al_uncertainty", f.info.get("max_force_uncertainty", 0.0))
+    spread = np.array([np.inf if "al_broken" in f.info else  # atoms too close, NaN, ...
+                       f.info.get("al_uncertainty", f.info.get("max_force_uncertainty", 0.0))
                        for f in frames])
     lost = sum(int(f.info.get("al_lost_samples", 0)) for f in frames)
     candidates = np.flatnonzero((spread > config.threshold_eV_per_A)
                                 & (spread <= config.upper_eV_per_A))
     broken = np.flatnonzero(spread > config.upper_eV_per_A)
     counts = {"n_candidates": len(candidates), "n_past_upper": len(broken),
-              "n_lost_samples": lost,
+              "n_broken_down": int(np.isinf(spread).sum()), "n_lost_samples": lost,
               "uncertain_fraction": (len(candidates) + len(broken) + lost)
               / max(len(frames) + lost, 1)}
-    pool = candidates if len(candidates) else broken
+    pool = candidates if len(candidates) else broken[np.isfinite(spread[broken])]
     if len(pool) == 0:
         return [], counts
     groups = [pool]
@@ -557,7 +602,8 @@ def _run_loop(config: ALConfig, progress: bool, say: Callable[[str], None]) -> d
             say(f"[al] iteration {k} at {_temperatures(config.explore, k)} K: "
                 f"{fraction:.1%} of {len(frames)} explored frames uncertain "
                 f"({counts['n_candidates']} candidates, {counts['n_past_upper']} past the "
-                f"upper level); {len(chosen)} selected")
+                f"upper level, {counts['n_broken_down']} of them broken down); "
+                f"{len(chosen)} selected")
             _write_atomic_frames(it_dir / "selected.extxyz", [frames[i] for i in chosen])
             ramped = not config.explore.ramp or k + 1 >= len(config.explore.temperatures_K)
             done = (fraction < config.target_uncertain_fraction and ramped) \
@@ -606,8 +652,8 @@ def _write_summary(root: Path, state: dict[str, Any]) -> None:
 
     history = state["history"]
     keys = ["iteration", "n_train_frames", "n_explored", "n_candidates", "n_past_upper",
-            "uncertain_fraction", "n_labelled", "n_failed", "test_energy_mae_meV_per_atom",
-            "test_forces_mae_meV_per_A"]
+            "n_broken_down", "uncertain_fraction", "n_labelled", "n_failed",
+            "test_energy_mae_meV_per_atom", "test_forces_mae_meV_per_A"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in history:
         cells = []

@@ -252,26 +252,55 @@ class MD:
         out = torch.full((s.n_systems,), math.inf, dtype=r.dtype, device=r.device)
         return out.scatter_reduce(0, s.system_idx[edge_index[0]], r, reduce="amin")
 
-    def _check(self, thermo: dict[str, np.ndarray]) -> str | None:
+    def _failures(self, thermo: dict[str, np.ndarray]) -> dict[int, str]:
+        """Every system that fails a check, with the reason; counts uncertain frames."""
         s = self.state
+        failures: dict[int, str] = {}
         for k in range(s.n_systems):
             where = f"system {k} at step {s.step} ({s.time_fs:g} fs)"
             if not np.isfinite(thermo["epot_eV"][k]) or not np.isfinite(thermo["ekin_eV"][k]):
-                return f"non-finite energy in {where}"
-            if thermo["temperature_K"][k] > self.max_temperature:
-                return (f"temperature {thermo['temperature_K'][k]:.0f} K exceeds "
-                        f"max_temperature_K {self.max_temperature:g} in {where}")
-            if thermo["min_distance_A"][k] < self.min_distance:
-                return (f"two atoms {thermo['min_distance_A'][k]:.3f} Å apart (less than "
-                        f"min_distance_A {self.min_distance:g}) in {where}")
+                failures[k] = f"non-finite energy in {where}"
+            elif thermo["temperature_K"][k] > self.max_temperature:
+                failures[k] = (f"temperature {thermo['temperature_K'][k]:.0f} K exceeds "
+                               f"max_temperature_K {self.max_temperature:g} in {where}")
+            elif thermo["min_distance_A"][k] < self.min_distance:
+                failures[k] = (f"two atoms {thermo['min_distance_A'][k]:.3f} Å apart (less "
+                               f"than min_distance_A {self.min_distance:g}) in {where}")
             spread = thermo.get("max_force_uncertainty_eV_per_A")
             if (self.max_uncertainty and spread is not None
                     and spread[k] > self.max_uncertainty):
                 self.uncertain_frames += 1
-                if self.stop_on_uncertain:
-                    return (f"force uncertainty {spread[k]:.3f} eV/Å exceeds "
-                            f"max_uncertainty_eV_per_A {self.max_uncertainty:g} in {where}")
-        return None
+                if self.stop_on_uncertain and k not in failures:
+                    failures[k] = (f"force uncertainty {spread[k]:.3f} eV/Å exceeds "
+                                   f"max_uncertainty_eV_per_A {self.max_uncertainty:g} in {where}")
+        return failures
+
+    def _check(self, thermo: dict[str, np.ndarray]) -> str | None:
+        return next(iter(self._failures(thermo).values()), None)
+
+    def failing_systems(self) -> dict[int, str]:
+        """The systems that fail the run's checks now, each with the reason.
+
+        After a run stopped early (``MDResult.stopped`` names only the first), this tells
+        which systems of the batch broke down (non-finite positions or energy,
+        overheating, atoms too close) and which can go on, e.g. in a new `MD` of the
+        others. Does not count uncertain frames or write anything.
+
+        Returns:
+            ``{system index: reason}``; empty when every system passes.
+        """
+        s = self.state
+        pos = s.positions.detach()
+        finite = torch.ones(s.n_systems, dtype=torch.bool, device=pos.device)
+        finite = finite.scatter_reduce(0, s.system_idx, torch.isfinite(pos).all(dim=1),
+                                       reduce="amin")
+        failures = {int(k): f"non-finite positions in system {int(k)} at step {s.step}"
+                    for k in torch.nonzero(~finite).flatten().tolist()}
+        counted = self.uncertain_frames
+        for k, reason in self._failures(self.thermo()).items():
+            failures.setdefault(k, reason)
+        self.uncertain_frames = counted
+        return failures
 
     def run(self, steps: int) -> MDResult:
         """Run ``steps`` steps, writing and checking every ``write_every``.
