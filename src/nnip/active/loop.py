@@ -373,16 +373,17 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
             conditions += [(t, p) for t in temperatures for p in config.pressures_GPa]
         plan += [(name, index, atoms, t, p) for t, p in conditions]
     bar = _MDBar(progress, len(plan) * config.steps)
+
+    def ns_per_day(steps: int, seconds: float) -> float:
+        return steps * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9)
+
     for c, (name, index, atoms, temperature, pressure) in enumerate(plan):
         label = f"{name}[{index}] {temperature:g} K" + (
             f" {pressure:g} GPa" if pressure is not None else "")
         begin = _restart_points(previous, label, config.replicas, upper) \
             if config.restart == "last" else [None] * config.replicas
-        initial = []
-        for point in begin:  # a restart keeps the start's info, not the frame's
-            start = atoms.copy() if point is None else _continuation(point, atoms.info)
-            initial.append(start)
-
+        initial = [atoms.copy() if point is None else _continuation(point, atoms.info)
+                   for point in begin]
         md = _exploration_md(model, initial, config, temperature, pressure, seed)
         replica_of = list(range(config.replicas))  # replica of each system of the batch
         offset = 0  # steps run by the earlier batches of this condition
@@ -398,9 +399,8 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
             # labelled or restarted from; the rest of the batch goes on without them
             failures = md.failing_systems() if result.stopped else {}
             sample = md.state.step > before and md.state.step % config.sample_every == 0
-            seconds = time.perf_counter() - clock
-            bar.update(c * config.steps + offset + md.state.step, (offset + md.state.step)
-                       * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9))
+            bar.update(c * config.steps + offset + md.state.step,
+                       ns_per_day(offset + md.state.step, time.perf_counter() - clock))
             current = md.atoms()
             for k, frame in enumerate(current):
                 r = replica_of[k]
@@ -429,13 +429,11 @@ def _explore(model: Any, config: ExploreConfig, upper: float, iteration: int, se
             if frame is not None and taken[r] < n_samples:
                 frame.info["al_lost_samples"] = n_samples - taken[r]
         if say is not None:
-            seconds = time.perf_counter() - clock
-            steps = offset + md.state.step
-            speed = steps * config.timestep_fs * 1e-6 * 86400 / max(seconds, 1e-9)
+            seconds, steps = time.perf_counter() - clock, offset + md.state.step
             say(f"[al] iteration {iteration}: explored {label} ({c + 1}/{len(plan)}): "
                 f"{config.replicas} replicas x {steps} steps in {seconds:.0f} s "
-                f"({speed:.3g} ns/day each), {config.replicas - sum(alive)} past the upper "
-                "level or broken down")
+                f"({ns_per_day(steps, seconds):.3g} ns/day each), "
+                f"{config.replicas - sum(alive)} past the upper level or broken down")
     bar.close()
     return frames
 
