@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -57,6 +56,7 @@ from ase.build import bulk, molecule
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
+from nnip._files import atomic_write
 from nnip.active import make_oracle, run_active_learning
 from nnip.export.model_file import load_model
 from nnip.md import MD
@@ -336,9 +336,9 @@ def _curve_pool(args, spec, out, n_labelled):
     random replays; made by `_random_pool` for ``n_labelled`` labels when missing."""
     path = out / "curve_pool.xyz"
     if not path.exists():  # atomic: replays of several seeds may start at once
-        tmp = path.with_suffix(f".{os.getpid()}.xyz")
-        ase.io.write(tmp, _random_pool(args.system, spec, n_labelled))
-        os.replace(tmp, path)
+        pool = _random_pool(args.system, spec, n_labelled)
+        atomic_write(path, lambda handle: ase.io.write(handle, pool, format="extxyz"),
+                     binary=False)
     return ase.io.read(path, ":")
 
 
@@ -350,9 +350,7 @@ def _update_curve(path, change):
         fcntl.flock(lock, fcntl.LOCK_EX)
         curve = json.loads(path.read_text()) if path.exists() else {"points": []}
         change(curve)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(curve, indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, lambda handle: json.dump(curve, handle, indent=1), binary=False)
     return curve
 
 
@@ -360,8 +358,7 @@ def _learning_curves(args, spec, out, state, model):
     """Test errors against the number of labelled frames: the loop's committee at each
     iteration (its own history), the loop's frames up to that iteration retrained from
     scratch, and the same number of random frames of plain oracle MD (``--curve-seeds``
-    nested draws from one pool); written to ``curve.json`` and ``curve.png`` in ``out``.
-    (Not safe to run beside a replay of the same run: it writes curve.json whole.)"""
+    nested draws from one pool); written to ``curve.json`` and ``curve.png`` in ``out``."""
     history = state["history"]
     labelled = sorted((out / "al" / "labelled").glob("iter_*.extxyz"))
     counts = np.cumsum([r.get("n_labelled", 0) for r in history])  # after iteration k
@@ -369,17 +366,16 @@ def _learning_curves(args, spec, out, state, model):
     test = ase.io.read(out / "test.xyz", ":")
     pool = _curve_pool(args, spec, out, int(max(counts[k] for k in iterations)))
     path = out / "curve.json"
-    curve = json.loads(path.read_text()) if path.exists() else {"points": []}
+    curve = _update_curve(path, lambda c: None)
     done = {(p["kind"], p["n_labelled"], p.get("seed")) for p in curve["points"]}
 
     def fit(name, files, kind, n, seed=None):
         if (kind, n, seed) in done:  # resumable: finished points are kept
             return
         result = _train_with_start(out, files, out / "curve" / name, model)
-        curve["points"].append({"kind": kind, "n_labelled": n, "seed": seed,
-                                **_errors(result.model, test)})
-        path.write_text(json.dumps(curve, indent=1))
-        print(json.dumps(curve["points"][-1]), flush=True)
+        point = {"kind": kind, "n_labelled": n, "seed": seed, **_errors(result.model, test)}
+        _update_curve(path, lambda c: c["points"].append(point))
+        print(json.dumps(point), flush=True)
 
     for k in iterations:
         n = int(counts[k])
@@ -391,10 +387,12 @@ def _learning_curves(args, spec, out, state, model):
             subset.parent.mkdir(parents=True, exist_ok=True)
             ase.io.write(subset, [pool[i] for i in sorted(pick)])
             fit(f"random_{n}_s{seed}", [subset], "random", n, seed)
-    curve["loop"] = _loop_points(history)
-    curve["meta"], curve["train"] = run_meta(args.threads), TRAIN
-    path.write_text(json.dumps(curve, indent=1))
-    _plot_curve(curve, out / "curve.png", args.system)
+
+    def finish(c):
+        c["loop"] = _loop_points(history)
+        c["meta"], c["train"] = run_meta(args.threads), TRAIN
+
+    _plot_curve(_update_curve(path, finish), out / "curve.png", args.system)
 
 
 def _random_loop(args, spec, out, state, model, seed):
