@@ -110,7 +110,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
     weight of the reference charges (0: charges learned from energies and forces alone).
     ``charge_model``: ``local``, ``qeq`` (charge equilibration, Coulomb energy of the
     charges) or ``qeq-full`` (``qeq_energy: full``), see `Electrostatics`; a ``-ce``
-    suffix adds the charge-dependent local energy (``charge_energy``), a ``-cf`` suffix
+    suffix adds the charge-dependent local energy (``charge_energy``), ``-mlp`` its network
+    form (``charge_energy: mlp``, the charge an input beside the local features), a ``-cf`` suffix
     a charges-only first stage (``loss.charges_first_fraction`` = `CHARGES_FIRST`).
     ``element_weights``: ``loss.element_weights`` (both models; forces and charges).
     """
@@ -131,6 +132,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
             model["electrostatics"]["qeq_energy"] = "full"
         if "ce" in variant:  # the charge-dependent local energy a_i q_i + b_Z q_i^2
             model["electrostatics"]["charge_energy"] = True
+        if "mlp" in variant:  # the same as a network of the local features and q_i
+            model["electrostatics"]["charge_energy"] = "mlp"
     config = {
         "data": {"train": [str(train_path)], "validation_fraction": 0.1},
         "model": model,
@@ -443,12 +446,15 @@ def main() -> None:
                         help="loss weight of the reference charges (0: charges learned "
                              "from energies and forces alone, as without reference charges)")
     parser.add_argument("--charge-model", choices=["local", "qeq", "qeq-full", "local-ce",
-                                                   "qeq-ce", "qeq-cf", "qeq-ce-cf"],
+                                                   "qeq-ce", "qeq-cf", "qeq-ce-cf",
+                                                   "local-mlp", "qeq-mlp"],
                         default="local",
                         help="local charges with a uniform total-charge correction, or "
                              "charge equilibration (non-local charge transfer); qeq-full: "
                              "with the whole equilibration energy (qeq_energy: full); "
                              "-ce: plus the charge-dependent local energy (charge_energy); "
+                             "-mlp: the same as a network of the features and the charge "
+                             "(charge_energy: mlp); "
                              "-cf: the first 30 %% of training on the charges alone "
                              "(loss.charges_first_fraction)")
     parser.add_argument("--element-weights", type=json.loads, default={},

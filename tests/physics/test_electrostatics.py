@@ -442,22 +442,42 @@ def test_charge_energy_adds_coupling_times_charge_plus_curvature(charge_model):
     assert torch.allclose(a.charges, b.charges, rtol=0, atol=1e-12)  # q does not change
 
 
+@pytest.mark.parametrize("form", ["linear", "mlp"])
 @pytest.mark.parametrize("charge_model", ["local", "qeq"])
-def test_charge_energy_forces_stress_and_symmetry(charge_model):
+def test_charge_energy_forces_stress_and_symmetry(charge_model, form):
     strength = 3.0 if charge_model == "qeq" else 30.0
-    model = _shared("painn", strength, charge_model=charge_model, charge_energy=True)
+    model = _shared("painn", strength, charge_model=charge_model,
+                    charge_energy=True if form == "linear" else form)
     term = model.terms["electrostatics"]
+    assert term.charge_energy == form
     with torch.no_grad():
-        _last_linear(term).weight[1].mul_(20.0)  # couplings of a few eV/e
-        term.charge_curvature.copy_(torch.tensor([1.5, -0.8]))
+        if form == "linear":
+            _last_linear(term).weight[1].mul_(20.0)  # couplings of a few eV/e
+            term.charge_curvature.copy_(torch.tensor([1.5, -0.8]))
+        else:  # the network starts at 0 eV; give it weights of a few eV per unit input
+            torch.manual_seed(5)
+            for layer in term.charge_energy_net:
+                if isinstance(layer, torch.nn.Linear):
+                    layer.weight.normal_(0.0, 1.0)
+            _last_linear(term).weight[1:].mul_(3.0)
     mol, cell = _charged_molecule(), _triclinic_cell()
     graph = AtomicGraph.from_atoms(mol, model.cutoff)
     _, heads = model._short_range(graph)
     raw = heads[0][1]
-    assert raw.shape == (len(mol), 2)
+    assert raw.shape == (len(mol), term.readout_channels)
     q = model.predict(mol).charges
-    local = term._charge_energies(graph, q, raw[:, 1].detach()).sum().detach()
-    assert abs(float(local)) > 0.05  # eV: the term is not negligible
+    extra = raw[:, 1] if form == "linear" else raw[:, 1:]
+    local = term._charge_energies(graph, q, extra.detach()).detach()
+    assert float(local.abs().sum()) > 0.05  # eV: the term is not negligible
+    if form == "mlp":  # known answer: the network of [e_i, q_i], applied per atom
+        by_hand = torch.stack([term.charge_energy_net(torch.cat([e, qi[None]]))[0]
+                               for e, qi in zip(extra.detach(), q)])
+        assert torch.allclose(local, by_hand, rtol=0, atol=1e-12)
+        # and non-linear in q: not the linear form's a q + b q^2 fitted through 3 points
+        shifted = [term._charge_energies(graph, q + d, extra.detach()).detach()
+                   for d in (-0.2, 0.2, 0.4)]
+        cubic = shifted[2] - 3 * shifted[1] + 3 * local - shifted[0]
+        assert float(cubic.abs().max()) > 1e-6
     assert check_forces_fd(model, mol) < 1e-6
     assert check_forces_fd(model, cell) < 1e-6
     assert check_stress_fd(model, cell) < 1e-6
@@ -480,5 +500,27 @@ def test_charge_energy_file_calculator_and_refusals(tmp_path):
     assert mol.get_potential_energy() == pytest.approx(float(a.energy), abs=1e-10)
     with pytest.raises(ConfigError, match="arch 'shared'"):
         build("painn", ["C"], 3.5, electrostatics={"arch": "painn", "charge_energy": True})
+    with pytest.raises(ConfigError, match="charge_energy must be"):
+        build("painn", ["C"], 3.5, electrostatics={"charge_energy": "cubic"})
     with pytest.raises(ModelError, match="charge_energy"):
         export_compiled(model, tmp_path / "c.pt2")
+
+
+def test_mlp_charge_energy_starts_at_zero_and_round_trips(tmp_path):
+    """The ``mlp`` form adds nothing at initialisation (the plain Coulomb model's energy at
+    the same charges) and keeps its form and weights through a model file."""
+    model = _shared("painn", 3.0, charge_model="qeq", charge_energy="mlp")
+    term = model.terms["electrostatics"]
+    assert model.spec["electrostatics"]["charge_energy"] == "mlp"
+    mol = _charged_molecule()
+    graph = AtomicGraph.from_atoms(mol, model.cutoff)
+    _, heads = model._short_range(graph)
+    q = model.predict(mol).charges
+    zero = term._charge_energies(graph, q, heads[0][1][:, 1:].detach())
+    assert torch.equal(zero, torch.zeros_like(zero))
+    with torch.no_grad():
+        term.charge_energy_net[-1].weight.fill_(0.3)
+    loaded = load_model(save_model(model, tmp_path / "m.nnip"))
+    assert loaded.terms["electrostatics"].charge_energy == "mlp"
+    a, b = model.predict(mol), loaded.predict(mol)
+    assert torch.equal(a.energy, b.energy) and torch.equal(a.charges, b.charges)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ase.io
+import pytest
 import yaml
 
 from nnip.cli.main import main as cli
@@ -42,12 +43,12 @@ def test_charges_learned_from_reference_charges(shared_data, tmp_path, capsys):
 
 
 
-def test_charges_first_stage_fits_charges_before_energies(shared_data, tmp_path):
+@pytest.mark.parametrize("charge_energy", [True, "mlp"])
+def test_charges_first_stage_fits_charges_before_energies(shared_data, tmp_path,
+                                                          charge_energy):
     """``loss.charges_first_fraction``: the first epochs fit the charges alone, then the
     usual loss takes over; clear errors without an electrostatics term or without
     reference charges."""
-    import pytest
-
     from nnip import train
     from nnip.errors import ConfigError
 
@@ -57,7 +58,7 @@ def test_charges_first_stage_fits_charges_before_energies(shared_data, tmp_path)
         "data": {"train": [str(tmp_path / "train.xyz")], "validation_fraction": 0.1},
         "model": {"arch": "painn", "cutoff": 4.0, "params": {"n_features": 16,
                                                              "n_interactions": 1},
-                  "electrostatics": {"charge_model": "qeq", "charge_energy": True}},
+                  "electrostatics": {"charge_model": "qeq", "charge_energy": charge_energy}},
         "loss": {"charges_first_fraction": 0.5},
         "train": {"epochs": 4, "batch_size": 4, "lr": 0.01, "seed": 0},
         "output": {"run_dir": str(tmp_path / "run"), "plots": False},

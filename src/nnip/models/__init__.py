@@ -148,7 +148,7 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                     type_map: TypeMap, cutoff: float, seed: int | None
                     ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The electrostatics term and its resolved settings (stored in the spec)."""
-    from nnip.physics.electrostatics import Electrostatics
+    from nnip.physics.electrostatics import CHARGE_EMBEDDING, Electrostatics
 
     settings = {} if settings is True else dict(settings)  # type: ignore[arg-type]
     for key in settings:
@@ -166,8 +166,10 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                               "model's features and takes no 'params'")
         width = int(make_config(name, config).n_features)  # type: ignore[attr-defined]
         params: dict[str, Any] = {}
-        # with charge_energy a second output: the coupling a_i (eV/e) of E_i = a_i q_i
-        outputs = 2 if settings.get("charge_energy") else 1
+        # with charge_energy more outputs: the coupling a_i (eV/e) of a_i q_i (linear)
+        # or the features e_i of MLP([e_i, q_i]) (mlp)
+        outputs = {False: 1, True: 2, "linear": 2, "mlp": 1 + CHARGE_EMBEDDING}.get(
+            settings.get("charge_energy") or False, 1)
         make = lambda: MLP([width, max(width // 2, 1), outputs], "silu")  # noqa: E731
     else:
         if arch not in MODELS:
@@ -190,7 +192,7 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                               charge_model=settings.get("charge_model", "local"),
                               hardness=float(settings.get("hardness", 5.0)),
                               qeq_energy=settings.get("qeq_energy", "coulomb"),
-                              charge_energy=bool(settings.get("charge_energy", False)))
+                              charge_energy=settings.get("charge_energy") or False)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     resolved = {"arch": arch, "params": params,
@@ -200,8 +202,9 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
     if term.charge_model == "qeq":
         resolved["hardness"] = term.hardness
         resolved["qeq_energy"] = term.qeq_energy
-    if term.charge_energy:
-        resolved["charge_energy"] = True
+    if term.charge_energy:  # True for the linear form, as files before "mlp" had it
+        resolved["charge_energy"] = True if term.charge_energy == "linear" else \
+            term.charge_energy
     return term, resolved
 
 

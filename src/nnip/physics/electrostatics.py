@@ -66,6 +66,17 @@ Two pieces:
   by an amount the local geometry sets, which a Coulomb sum alone cannot express. Cost:
   one more output of the readout. Forces and stress follow through ``q``'s dependence on
   all positions in the same autograd call.
+  ``charge_energy="mlp"`` lets the charge enter non-linearly, as an input of a small
+  network beside the atom's local features (the 4G-HDNNP's short-range atomic networks
+  take the atom's charge as one more input, Ko et al. 2021): the shared readout gives
+  `CHARGE_EMBEDDING` more channels ``e_i`` and every atom adds
+
+      E_i^q = MLP([e_i, q_i])
+
+  (last layer zero at initialisation, so the term starts at 0 eV). The linear form is
+  this network's first-order expansion in ``q_i``; the network can also follow how
+  the local energy of a site curves with its charge, which the Coulomb energy of
+  reference charges may need to be cancelled.
 
 Units: charges e, lengths Å, energies eV (k_e = 14.3996 eV Å / e^2).
 Known limitation (shared with every global charge-equilibration scheme): two neutral
@@ -86,7 +97,7 @@ from nnip.errors import ModelError
 from nnip.nn.embedding import TypeMap
 
 __all__ = ["Coulomb", "Electrostatics", "FixedCharges", "COULOMB_CONSTANT", "METHODS",
-           "CHARGE_MODELS"]
+           "CHARGE_MODELS", "CHARGE_ENERGIES", "CHARGE_EMBEDDING"]
 
 COULOMB_CONSTANT = 14.399645478425668
 """k_e = e^2 / (4π ε0) in eV Å."""
@@ -98,6 +109,13 @@ below `PME_FROM` atoms) or PME (larger periodic cells)."""
 CHARGE_MODELS = ("local", "qeq")
 """How predicted charges meet the total-charge constraint: ``local`` (raw charges plus a
 uniform per-element share of the excess) or ``qeq`` (charge equilibration)."""
+
+CHARGE_ENERGIES = ("linear", "mlp")
+"""Forms of the charge-dependent local energy: ``linear`` (``a_i q_i + b_Z q_i²``) or
+``mlp`` (a network of the atom's local features and its charge)."""
+
+CHARGE_EMBEDDING = 8
+"""Feature channels the shared readout passes to the ``mlp`` charge energy."""
 
 PME_FROM = 50
 """``auto`` switches from Ewald to PME at this many atoms per periodic structure.
@@ -282,9 +300,11 @@ class Electrostatics(nn.Module):
         hardness: initial hardness ``J_Z`` of every element in eV/e² (``qeq``; learned).
         qeq_energy: ``coulomb`` (the Coulomb energy of the equilibrated charges) or
             ``full`` (all of ``E_Qeq``), ``qeq`` only.
-        charge_energy: add the charge-dependent local energy ``a_i q_i + b_Z q_i²``
-            (module docstring); needs ``feature_source`` and a readout with two outputs
-            per atom (raw charge, coupling ``a_i`` in eV/e).
+        charge_energy: add a charge-dependent local energy (module docstring):
+            ``"linear"`` (or True) ``a_i q_i + b_Z q_i²``, with a readout of two outputs
+            per atom (raw charge, coupling ``a_i`` in eV/e); ``"mlp"``: a network of
+            ``[e_i, q_i]``, with a readout of ``1 + CHARGE_EMBEDDING`` outputs (raw
+            charge, features ``e_i``). Needs ``feature_source``. False or ``""``: none.
 
     """
 
@@ -295,8 +315,14 @@ class Electrostatics(nn.Module):
                  method: str = "auto", lr_wavelength: float | None = None,
                  mesh_spacing: float | None = None, feature_source: str | None = None,
                  charge_model: str = "local", hardness: float = 5.0,
-                 qeq_energy: str = "coulomb", charge_energy: bool = False) -> None:
+                 qeq_energy: str = "coulomb", charge_energy: bool | str = False) -> None:
         super().__init__()
+        if charge_energy is True:
+            charge_energy = "linear"
+        charge_energy = charge_energy or ""
+        if charge_energy and charge_energy not in CHARGE_ENERGIES:
+            raise ValueError(f"electrostatics charge_energy must be true/false or one of "
+                             f"{CHARGE_ENERGIES}, got {charge_energy!r}")
         if charge_energy and feature_source is None:
             raise ValueError("electrostatics charge_energy reads its coupling from the main "
                              "model's features: use arch 'shared' (the default)")
@@ -321,26 +347,52 @@ class Electrostatics(nn.Module):
             self.qeq_energy = qeq_energy
             self.log_hardness = nn.Parameter(torch.full((n_elements,), math.log(hardness)))
             self.self_interaction = COULOMB_CONSTANT * math.sqrt(2.0 / math.pi) / smearing
-        self.charge_energy = bool(charge_energy)
-        if self.charge_energy:  # b_Z in eV/e^2
+        self.charge_energy: str = charge_energy
+        """``""`` (none), ``"linear"`` or ``"mlp"``."""
+        if charge_energy == "linear":  # b_Z in eV/e^2
             self.charge_curvature = nn.Parameter(torch.zeros(n_elements))
+        elif charge_energy == "mlp":
+            from nnip.nn.mlp import MLP
+
+            self.charge_energy_net = MLP([CHARGE_EMBEDDING + 1, 16, 1], "silu")
+            with torch.no_grad():  # the term starts at 0 eV
+                self.charge_energy_net[-1].weight.zero_()
+                self.charge_energy_net[-1].bias.zero_()
+
+    @property
+    def readout_channels(self) -> int:
+        """Outputs per atom of the shared readout (charge, then ``charge_energy``'s inputs)."""
+        return {"": 1, "linear": 2, "mlp": 1 + CHARGE_EMBEDDING}[self.charge_energy]
 
     def _split(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw charges ``(n_atoms,)`` e and, with ``charge_energy``, couplings (eV/e).
+        """Raw charges ``(n_atoms,)`` e and the rest of the readout (or None).
+
+        The rest: couplings ``(n_atoms,)`` eV/e (``linear``) or features
+        ``(n_atoms, CHARGE_EMBEDDING)`` (``mlp``).
 
         Raises:
             ModelError: the readout's output does not have the expected channels.
         """
         if not self.charge_energy:
             return raw, None
-        if raw.dim() != 2 or raw.shape[1] != 2:
-            raise ModelError("electrostatics with charge_energy expects two readout "
-                             f"channels per atom (raw charge, coupling), got {tuple(raw.shape)}")
-        return raw[:, 0], raw[:, 1]
+        width = self.readout_channels
+        if raw.dim() != 2 or raw.shape[1] != width:
+            raise ModelError(f"electrostatics with charge_energy {self.charge_energy!r} "
+                             f"expects {width} readout channels per atom, got "
+                             f"{tuple(raw.shape)}")
+        return raw[:, 0], (raw[:, 1] if width == 2 else raw[:, 1:])
 
     def _charge_energies(self, graph: AtomicGraph, q: torch.Tensor, coupling: torch.Tensor
                          ) -> torch.Tensor:
-        """``a_i q_i + b_Z q_i²`` per atom ``(n_atoms,)`` in eV."""
+        """Charge-dependent local energies ``(n_atoms,)`` in eV.
+
+        ``a_i q_i + b_Z q_i²`` (``linear``, ``coupling`` the ``a_i``) or
+        ``MLP([e_i, q_i])`` (``mlp``, ``coupling`` the features ``e_i``).
+        """
+        if self.charge_energy == "mlp":
+            net_dtype = self.charge_energy_net[0].weight.dtype
+            inputs = torch.cat([coupling.to(net_dtype), q.to(net_dtype)[:, None]], 1)
+            return self.charge_energy_net(inputs).squeeze(-1).to(q.dtype)
         curvature = self.charge_curvature[self.type_map(graph.atomic_numbers)]
         return q * (coupling.to(q.dtype) + curvature.to(q.dtype) * q)
 
@@ -431,8 +483,8 @@ class Electrostatics(nn.Module):
                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom Coulomb energies (eV) and charges (e), both ``(n_atoms,)``.
 
-        ``raw`` as in `charges` (with ``charge_energy``: ``(n_atoms, 2)``, raw charges
-        and couplings).
+        ``raw`` as in `charges` (with ``charge_energy``: ``(n_atoms, readout_channels)``,
+        raw charges and the charge energy's inputs).
         """
         raw, coupling = self._split(self.raw_charges(graph) if raw is None else raw)
         if self.charge_model == "qeq":
