@@ -148,7 +148,7 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                     type_map: TypeMap, cutoff: float, seed: int | None
                     ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The electrostatics term and its resolved settings (stored in the spec)."""
-    from nnip.physics.electrostatics import CHARGE_EMBEDDING, Electrostatics
+    from nnip.physics.electrostatics import Electrostatics, readout_channels
 
     settings = {} if settings is True else dict(settings)  # type: ignore[arg-type]
     for key in settings:
@@ -168,8 +168,10 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
         params: dict[str, Any] = {}
         # with charge_energy more outputs: the coupling a_i (eV/e) of a_i q_i (linear)
         # or the features e_i of MLP([e_i, q_i]) (mlp)
-        outputs = {False: 1, True: 2, "linear": 2, "mlp": 1 + CHARGE_EMBEDDING}.get(
-            settings.get("charge_energy") or False, 1)
+        try:
+            outputs = readout_channels(settings.get("charge_energy"))
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
         make = lambda: MLP([width, max(width // 2, 1), outputs], "silu")  # noqa: E731
     else:
         if arch not in MODELS:

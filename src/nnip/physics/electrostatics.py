@@ -97,7 +97,7 @@ from nnip.errors import ModelError
 from nnip.nn.embedding import TypeMap
 
 __all__ = ["Coulomb", "Electrostatics", "FixedCharges", "COULOMB_CONSTANT", "METHODS",
-           "CHARGE_MODELS", "CHARGE_ENERGIES", "CHARGE_EMBEDDING"]
+           "CHARGE_MODELS", "CHARGE_ENERGIES", "CHARGE_EMBEDDING", "readout_channels"]
 
 COULOMB_CONSTANT = 14.399645478425668
 """k_e = e^2 / (4π ε0) in eV Å."""
@@ -116,6 +116,31 @@ CHARGE_ENERGIES = ("linear", "mlp")
 
 CHARGE_EMBEDDING = 8
 """Feature channels the shared readout passes to the ``mlp`` charge energy."""
+
+
+def _charge_energy_form(charge_energy: bool | str | None) -> str:
+    """``""`` (none), ``"linear"`` (also ``True``) or ``"mlp"``.
+
+    Raises:
+        ValueError: another value.
+    """
+    form = "linear" if charge_energy is True else (charge_energy or "")
+    if form and form not in CHARGE_ENERGIES:
+        raise ValueError(f"electrostatics charge_energy must be true/false or one of "
+                         f"{CHARGE_ENERGIES}, got {charge_energy!r}")
+    return form
+
+
+def readout_channels(charge_energy: bool | str | None) -> int:
+    """Outputs per atom of a shared charge readout.
+
+    The raw charge, then the coupling (``linear``) or the ``CHARGE_EMBEDDING`` features
+    of the ``mlp`` charge energy.
+
+    Raises:
+        ValueError: ``charge_energy`` is not one of the forms.
+    """
+    return {"": 1, "linear": 2, "mlp": 1 + CHARGE_EMBEDDING}[_charge_energy_form(charge_energy)]
 
 PME_FROM = 50
 """``auto`` switches from Ewald to PME at this many atoms per periodic structure.
@@ -317,12 +342,7 @@ class Electrostatics(nn.Module):
                  charge_model: str = "local", hardness: float = 5.0,
                  qeq_energy: str = "coulomb", charge_energy: bool | str = False) -> None:
         super().__init__()
-        if charge_energy is True:
-            charge_energy = "linear"
-        charge_energy = charge_energy or ""
-        if charge_energy and charge_energy not in CHARGE_ENERGIES:
-            raise ValueError(f"electrostatics charge_energy must be true/false or one of "
-                             f"{CHARGE_ENERGIES}, got {charge_energy!r}")
+        charge_energy = _charge_energy_form(charge_energy)
         if charge_energy and feature_source is None:
             raise ValueError("electrostatics charge_energy reads its coupling from the main "
                              "model's features: use arch 'shared' (the default)")
@@ -362,7 +382,7 @@ class Electrostatics(nn.Module):
     @property
     def readout_channels(self) -> int:
         """Outputs per atom of the shared readout (charge, then ``charge_energy``'s inputs)."""
-        return {"": 1, "linear": 2, "mlp": 1 + CHARGE_EMBEDDING}[self.charge_energy]
+        return readout_channels(self.charge_energy)
 
     def _split(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw charges ``(n_atoms,)`` e and the rest of the readout (or None).
