@@ -39,6 +39,7 @@ Usage (repository root, project environment)::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -48,6 +49,7 @@ import ase.io
 import numpy as np
 import torch
 
+from nnip._files import atomic_write
 from nnip.export.model_file import load_model
 from nnip.training import train
 from nnip.validate.errors import error_table, predict_frames
@@ -430,6 +432,12 @@ def cv_table(runs: list[dict]) -> list[str]:
          for r in runs))
 
 
+def _row_key(row: dict) -> tuple:
+    """What a new row of `main` replaces: the same task, model and budget."""
+    epochs = row.get("epochs_per_model")
+    return row["task"], row["model"], None if epochs else row["minutes"], epochs
+
+
 def main() -> None:
     """Train the pairs and write results/electrostatics.json and a Markdown table."""
     global ENERGY_WEIGHTS, BATCH_SIZE
@@ -504,10 +512,15 @@ def main() -> None:
             if coulomb:
                 row["smearing_A"] = args.smearing
             print(json.dumps(row))
-            rows = [r for r in rows if (r["task"], r["model"], r["minutes"]) !=
-                    (row["task"], row["model"], row["minutes"])] + [row]
+            # read again: a run beside this one (--only plain / --only coulomb) may
+            # have added its row meanwhile
+            rows = json.loads(results_path.read_text())["rows"] if results_path.exists() \
+                else []
+            row["epochs_per_model"] = args.epochs or None
+            rows = [r for r in rows if _row_key(r) != _row_key(row)] + [row]
             results_path.parent.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps({"rows": rows}, indent=1))
+            atomic_write(results_path, functools.partial(
+                json.dump, {"rows": rows}, indent=1), binary=False)
     print("\n".join(table(rows)))
 
 
