@@ -98,6 +98,9 @@ in eV against forces in eV/Å); ``--energy-weights`` sets them."""
 BATCH_SIZE = 4
 """``train.batch_size`` of every model (structures per optimiser step); ``--batch-size``."""
 
+SEED = 0
+"""``train.seed`` of every model (initial weights, validation split, batches); ``--seed``."""
+
 
 def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         train_path: Path, test_path: Path, params: dict, smearing: float = 1.0,
@@ -123,7 +126,8 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         name += f"_q{charges_weight:g}"
     if coulomb and charge_model != "local":
         name += f"_{charge_model}"
-    name += _weights_tag(element_weights) + (f"_e{epochs}" if epochs else "")
+    name += _weights_tag(element_weights) + (f"_e{epochs}" if epochs else "") + (
+        f"_seed{SEED}" if SEED else "")
     model = {"arch": "painn", "cutoff": TASKS[task]["cutoff"], "params": params}
     variant = charge_model.split("-")  # e.g. qeq-ce-cf: charge model, then options
     if coulomb:
@@ -145,7 +149,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
                  "element_weights": element_weights or {}},
         "train": {"epochs": epochs or 100000, "batch_size": BATCH_SIZE, "lr": 0.005,
                   "scheduler": "cosine", "time_limit_min": 0.0 if epochs else minutes,
-                  "threads": threads, "seed": 0},
+                  "threads": threads, "seed": SEED},
         "output": {"run_dir": str(out / name), "plots": False},
     }
     if coulomb and "cf" in variant:  # charges first, as the 4G-HDNNP
@@ -167,7 +171,7 @@ def run(task: str, coulomb: bool, minutes: float, threads: int, out: Path,
         label += ", element weights " + json.dumps(element_weights, sort_keys=True)
     row = {"task": task, "model": label if coulomb else "painn",
            "minutes": round(wall / 60, 1) if epochs else minutes,
-           "epochs": len(result.history),
+           "epochs": len(result.history), "seed": SEED,
            "energy_mae_meV_per_atom": table["energy_per_atom"]["mae"] * 1e3,
            "forces_mae_meV_per_A": table["forces"]["mae"] * 1e3, "wall_s": round(wall),
            "forces_mae_meV_per_A_by_element": {
@@ -191,7 +195,8 @@ def table(rows: list[dict]) -> list[str]:
     return markdown_table(
         ["task", "model", "features × layers", "minutes", "epochs", "E MAE (meV/atom)",
          "F MAE (meV/Å)", "charge MAE (me)", "charge R²"],
-        ([r["task"], r["model"], f"{r['params']['n_features']} × {r['params']['n_interactions']}",
+        ([r["task"], r["model"] + (f", seed {r['seed']}" if r.get("seed") else ""),
+          f"{r['params']['n_features']} × {r['params']['n_interactions']}",
           f"{r['minutes']:g}", str(r["epochs"]), f"{r['energy_mae_meV_per_atom']:.2f}",
           f"{r['forces_mae_meV_per_A']:.1f}",
           f"{r['charges_mae_me']:.1f}" if "charges_mae_me" in r else "–",
@@ -435,12 +440,13 @@ def cv_table(runs: list[dict]) -> list[str]:
 def _row_key(row: dict) -> tuple:
     """What a new row of `main` replaces: the same task, model and budget."""
     epochs = row.get("epochs_per_model")
-    return row["task"], row["model"], None if epochs else row["minutes"], epochs
+    return (row["task"], row["model"], None if epochs else row["minutes"], epochs,
+            row.get("seed", 0))
 
 
 def main() -> None:
     """Train the pairs and write results/electrostatics.json and a Markdown table."""
-    global ENERGY_WEIGHTS, BATCH_SIZE
+    global ENERGY_WEIGHTS, BATCH_SIZE, SEED
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["c10h2", "au2mgo"])
     parser.add_argument("--minutes", type=float, default=6.0)
@@ -484,8 +490,13 @@ def main() -> None:
                              "20 %% of training (default 10 100; forces weigh 1)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                         help="structures per optimiser step (default 4)")
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help="train.seed of every model (default 0); single split only")
     args = parser.parse_args()
-    ENERGY_WEIGHTS, BATCH_SIZE = tuple(args.energy_weights), args.batch_size
+    ENERGY_WEIGHTS, BATCH_SIZE, SEED = tuple(args.energy_weights), args.batch_size, args.seed
+    if SEED and (args.folds or args.in_sample):
+        raise SystemExit("--seed is for the single-split runs; --folds and --in-sample "
+                         "keep seed 0")
     torch.set_num_threads(args.threads)
     params = json.loads(args.params)
     if args.in_sample:
