@@ -142,6 +142,7 @@ def readout_channels(charge_energy: bool | str | None) -> int:
     """
     return {"": 1, "linear": 2, "mlp": 1 + CHARGE_EMBEDDING}[_charge_energy_form(charge_energy)]
 
+
 PME_FROM = 50
 """``auto`` switches from Ewald to PME at this many atoms per periodic structure.
 
