@@ -7,14 +7,16 @@ Environment variables a peer needs at run time are returned by :func:`peer_env`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / "benchmarks" / ".venvs"
@@ -60,6 +62,20 @@ def run_meta(threads: int) -> dict[str, str]:
     return {"machine": f"{cpu_name()}, {threads} threads",
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "nnip": nnip.__version__, "torch": torch.__version__}
+
+
+def update_json(path: Path, change: Callable[[Any], None], empty: Any) -> Any:
+    """Apply ``change(data)`` to the JSON file ``path`` under a file lock (``path`` with
+    suffix ``.lock``), reading it afresh (``empty`` when missing) and writing it
+    atomically, so that runs side by side keep each other's rows; returns the data."""
+    from nnip._files import atomic_write
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else empty
+        change(data)
+        atomic_write(path, lambda handle: json.dump(data, handle, indent=1), binary=False)
+    return data
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

@@ -39,7 +39,6 @@ Usage (repository root, project environment)::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
@@ -49,13 +48,12 @@ import ase.io
 import numpy as np
 import torch
 
-from nnip._files import atomic_write
 from nnip.export.model_file import load_model
 from nnip.training import train
 from nnip.validate.errors import error_table, predict_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peers import markdown_table, run_meta  # noqa: E402
+from peers import markdown_table, run_meta, update_json  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HERE = Path(__file__).resolve().parent
@@ -523,15 +521,14 @@ def main() -> None:
             if coulomb:
                 row["smearing_A"] = args.smearing
             print(json.dumps(row))
-            # read again: a run beside this one (--only plain / --only coulomb) may
-            # have added its row meanwhile
-            rows = json.loads(results_path.read_text())["rows"] if results_path.exists() \
-                else []
             row["epochs_per_model"] = args.epochs or None
-            rows = [r for r in rows if _row_key(r) != _row_key(row)] + [row]
+
+            def replace(data, row=row):  # a run beside this one may have added rows
+                data["rows"] = [r for r in data["rows"] if _row_key(r) != _row_key(row)] \
+                    + [row]
+
             results_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(results_path, functools.partial(
-                json.dump, {"rows": rows}, indent=1), binary=False)
+            rows = update_json(results_path, replace, {"rows": []})["rows"]
     print("\n".join(table(rows)))
 
 

@@ -41,7 +41,6 @@ Usage (repository root, project environment)::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import sys
 import time
@@ -65,7 +64,7 @@ from nnip.training import train
 from nnip.validate.errors import error_table, predict_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peers import markdown_table, run_meta  # noqa: E402
+from peers import markdown_table, run_meta, update_json  # noqa: E402
 
 SYSTEMS = {
     "cu-emt": {"oracle": "emt", "explore_K": [300, 600, 900, 1200],
@@ -346,12 +345,7 @@ def _update_curve(path, change):
     """Apply ``change(curve)`` to ``curve.json`` under a file lock, reading it afresh, so
     that replays of different seeds running at the same time keep each other's rows;
     returns the updated curve."""
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        curve = json.loads(path.read_text()) if path.exists() else {"points": []}
-        change(curve)
-        atomic_write(path, lambda handle: json.dump(curve, handle, indent=1), binary=False)
-    return curve
+    return update_json(path, change, {"points": []})
 
 
 def _learning_curves(args, spec, out, state, model):
