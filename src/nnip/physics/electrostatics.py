@@ -401,7 +401,7 @@ class Electrostatics(nn.Module):
             raise ModelError(f"electrostatics with charge_energy {self.charge_energy!r} "
                              f"expects {width} readout channels per atom, got "
                              f"{tuple(raw.shape)}")
-        return raw[:, 0], (raw[:, 1] if width == 2 else raw[:, 1:])
+        return raw[:, 0], (raw[:, 1] if self.charge_energy == "linear" else raw[:, 1:])
 
     def _charge_energies(self, graph: AtomicGraph, q: torch.Tensor, coupling: torch.Tensor
                          ) -> torch.Tensor:
