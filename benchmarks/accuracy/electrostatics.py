@@ -275,8 +275,7 @@ def in_sample(args: argparse.Namespace, params: dict) -> None:
                **run_meta(args.threads), "params": params,
                "au2_energetics": au2_energetics([pair], [path]), "models": pair}
     results = HERE / "results" / "electrostatics_insample.json"
-    saved = json.loads(results.read_text())["runs"] if results.exists() else []
-    results.write_text(json.dumps({"runs": saved + [summary]}, indent=1))
+    update_json(results, lambda data: data["runs"].append(summary), {"runs": []})
     print("\n".join(au2_table(summary["au2_energetics"])))
 
 
@@ -338,17 +337,15 @@ def cross_validate(args: argparse.Namespace, params: dict) -> None:
         key = (task, args.folds, summary["minutes"], args.smearing, params,
                args.charges_weight, args.charge_model, args.element_weights,
                summary["epochs_per_model"])
-        # read now, not at the start: other runs may have added rows meanwhile
-        saved = json.loads(path.read_text())["runs"] if path.exists() else []
-        saved = [r for r in saved if (r["task"], r["folds"], r["minutes"], r["smearing_A"],
-                                      r["params"], r.get("charges_weight", 10.0),
-                                      r.get("charge_model", "local"),
-                                      r.get("element_weights", {}),
-                                      r.get("epochs_per_model")) != key
-                 ] + [summary]
+
+        def replace(data, key=key, summary=summary):  # other runs may have added rows
+            data["runs"] = [r for r in data["runs"] if (
+                r["task"], r["folds"], r["minutes"], r["smearing_A"], r["params"],
+                r.get("charges_weight", 10.0), r.get("charge_model", "local"),
+                r.get("element_weights", {}), r.get("epochs_per_model")) != key] + [summary]
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"runs": saved}, indent=1))
-        print("\n".join(cv_table(saved)))
+        print("\n".join(cv_table(update_json(path, replace, {"runs": []})["runs"])))
         if summary.get("au2_energetics"):
             print("\n".join(au2_table(summary["au2_energetics"])))
 
