@@ -115,8 +115,8 @@ class ModelConfig:
             ``charge_energy: true`` adds a charge-dependent local energy
             ``a_i q_i + b_Z q_i²`` with ``a_i`` read from the model's features (as the
             4G-HDNNP's short-range energies take the charges as input; shared readout
-            only, not exported yet); ``charge_energy: mlp`` makes it a small network of
-            the atom's features and its charge.
+            only); ``charge_energy: mlp`` makes it a small network of the atom's
+            features and its charge. Both are carried by ``nnip export`` and LAMMPS.
             Charges sum to each structure's ``total_charge`` and are trained against
             reference charges (``ref_charges``) where the data has them.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import ase.io
@@ -17,7 +18,7 @@ from nnip.export.compiled import _graph_inputs, export_compiled, load_compiled, 
 from nnip.export.model_file import save_model
 from nnip.models import Committee, build
 
-from .conftest import qeq_model
+from .conftest import CHARGE_ENERGY_CASES, qeq_model
 
 
 def _triclinic_alloy(repeat=(3, 2, 2)):
@@ -189,3 +190,35 @@ def test_charge_equilibration_is_solved_outside_the_package_and_agrees(tmp_path,
     no_response = compiled.runner(*_graph_inputs(atoms, 4.0),
                                   torch.zeros(len(atoms), dtype=torch.float64))
     assert np.abs(result["forces"] - no_response[2].numpy()).max() > 0.05
+
+
+@pytest.mark.parametrize("case", CHARGE_ENERGY_CASES, ids="-".join)
+def test_charge_energy_is_carried_by_the_package(charge_energy_packages, case):
+    """A charge-dependent local energy: the package's charge_energy entry gives ∂f/∂q to
+    the outside solve, pass 2 adds f and its derivatives; all agree with the model."""
+    form, charge_model, _ = case
+    model, path = charge_energy_packages[case]
+    compiled = load_compiled(path)
+    assert compiled.metadata["format"] == "nnip-aoti-4"
+    assert compiled.metadata["charge_energy"] == form
+    assert compiled.metadata["charge_model"] == charge_model
+    assert compiled.qeq == (charge_model == "qeq")
+    without = copy.deepcopy(model)  # the same model without its charge energy
+    term = without.terms["electrostatics"]
+    with torch.no_grad():
+        for weight in ([term.charge_curvature] if form == "linear" else
+                       [term.charge_energy_net[-1].weight, term.charge_energy_net[-1].bias]):
+            weight.zero_()
+    for repeat, total in (((2, 2, 3), 0.0), ((3, 2, 2), 1.5)):
+        atoms = triclinic_salt(repeat)
+        atoms.info["total_charge"] = total
+        out = model.predict(atoms, compute_stress=True)
+        plain = without.predict(atoms, compute_stress=True)
+        # the charge energy is a real part of the energy and of the forces
+        assert abs(float(out.energy[0] - plain.energy[0])) > 0.05
+        assert float((out.forces - plain.forces).abs().max()) > 0.05
+        diff = parity(model, path, atoms)
+        assert diff["energy"] < 1e-8 * abs(float(out.energy[0]))
+        assert diff["forces"] < 1e-8 * float(out.forces.abs().max())
+        assert diff["virial"] < 1e-8 * float(out.virial.abs().max())
+        assert diff["charges"] < 1e-9 and diff["energies"] < 1e-9

@@ -68,23 +68,37 @@ def test_coulomb_matrix_is_the_linear_map_of_the_potentials():
         assert 0.5 * q @ matrix @ q == pytest.approx(energy, rel=1e-10)
 
 
+@pytest.mark.parametrize("charge_energy", [False, True])
 @pytest.mark.parametrize("energy", ["coulomb", "full"])
-def test_equilibrate_forces_and_virial_are_derivatives_of_its_energy(energy):
+def test_equilibrate_forces_and_virial_are_derivatives_of_its_energy(energy, charge_energy):
     """Finite differences of the equilibrated energy at fixed raw outputs q̃ (and psi =
-    dE/dq̃): the adjoint (coulomb) and the stationarity (full) shortcuts are exact."""
+    dE/dq̃): the adjoint (coulomb) and the stationarity (full) shortcuts are exact. With a
+    charge energy ``E_q = Σ a_i q_i + c_i q_i³`` beside it (its gradient given to the
+    solve), the forces, virial and psi are those of the sum."""
     from nnip.export._ewald import equilibrate
 
     atoms, sigma = _cell(), 0.8
     rng = np.random.default_rng(4)
     raw = rng.normal(scale=0.3, size=len(atoms))
     hardness = np.where(atoms.numbers == 11, 3.0, 6.0)
+    lin, cub = rng.normal(scale=2.0, size=len(atoms)), rng.normal(scale=5.0, size=len(atoms))
+    gradient = (lambda q: lin + 3 * cub * q**2) if charge_energy else None
 
     def run(positions, cell, raw=raw):
-        return equilibrate(positions, cell, raw, hardness, 0.7, sigma, 12.0, energy)
+        out = equilibrate(positions, cell, raw, hardness, 0.7, sigma, 12.0, energy,
+                          charge_gradient=gradient)
+        if charge_energy:
+            out["energy"] += float((lin * out["charges"] + cub * out["charges"]**3).sum())
+        return out
 
     out = run(atoms.positions, atoms.cell.array)
     assert out["charges"].sum() == pytest.approx(0.7, abs=1e-12)
-    assert out["energy"] == pytest.approx(out["energies"].sum(), rel=1e-12)
+    if not charge_energy:
+        assert out["energy"] == pytest.approx(out["energies"].sum(), rel=1e-12)
+    else:  # the charge energy changes the forces by a real amount
+        plain = equilibrate(atoms.positions, atoms.cell.array, raw, hardness, 0.7, sigma,
+                            12.0, energy)
+        assert np.abs(out["forces"] - plain["forces"]).max() > 1e-2
     h = 1e-5
     for atom, axis in ((0, 0), (5, 2), (17, 1)):
         shifted = [atoms.positions.copy(), atoms.positions.copy()]

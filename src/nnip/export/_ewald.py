@@ -38,6 +38,7 @@ gradients instead of a dense solve).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -163,22 +164,29 @@ def coulomb_matrix(positions: np.ndarray, cell: np.ndarray, smearing: float,
 
 def equilibrate(positions: np.ndarray, cell: np.ndarray, raw: np.ndarray,
                 hardness: np.ndarray, total_charge: float, smearing: float,
-                chi_scale: float, energy: str = "coulomb", accuracy: float = ACCURACY
+                chi_scale: float, energy: str = "coulomb", accuracy: float = ACCURACY,
+                charge_gradient: Callable[[np.ndarray], np.ndarray] | None = None
                 ) -> dict[str, np.ndarray | float]:
     """Charge equilibration of a 3D-periodic cell, with its energy, forces and virial.
 
     As `nnip.physics.electrostatics.Electrostatics` with ``charge_model: qeq``: the
     electronegativities are ``χ = -chi_scale q̃``, ``H = C + diag(J + s₀)`` with
     ``s₀ = k_e √(2/π) / σ`` the Gaussian's self interaction (`coulomb_matrix` holds it
-    subtracted), and the charges solve ``H q - μ 1 = -χ``, ``Σ q = Q``. With ``φ = C q``:
+    subtracted), and the charges solve ``H q - μ 1 = -χ``, ``Σ q = Q``. With ``φ = C q``
+    and ``g = ∂E_q/∂q`` the explicit charge derivative of a charge-dependent local
+    energy summed elsewhere (``charge_gradient``; 0 without one):
 
-    - ``energy="coulomb"`` (E = ½ qᵀ C q): differentiating the constrained solve, the
-      adjoint ``λ`` (``H λ - ν 1 = φ``, ``Σ λ = 0``) gives
-      ``dE = ½ qᵀ dC q - λᵀ dC q - λᵀ dχ = ½ (q-λ)ᵀ dC (q-λ) - ½ λᵀ dC λ - λᵀ dχ``,
-      so the fixed-charge forces and virial are `ewald`'s for ``q - λ`` minus those for
-      ``λ``, and ``ψ = ∂E/∂q̃ = chi_scale λ``;
-    - ``energy="full"`` (E = E_Qeq at its minimum, ``½ qᵀ C q + Σ χ q + ½ Σ (J + s₀) q²``):
-      q is stationary, so the forces are `ewald`'s at fixed q and ``ψ = -chi_scale q``.
+    - ``energy="coulomb"`` (E = ½ qᵀ C q + E_q): differentiating the constrained solve,
+      the adjoint ``λ`` (``H λ - ν 1 = φ + g``, ``Σ λ = 0``) gives
+      ``dE = ½ qᵀ dC q - λᵀ dC q - λᵀ dχ = ½ (q-λ)ᵀ dC (q-λ) - ½ λᵀ dC λ - λᵀ dχ``
+      (plus E_q's own position dependence at fixed q), so the fixed-charge forces and
+      virial are `ewald`'s for ``q - λ`` minus those for ``λ``, and
+      ``ψ = ∂E/∂q̃ = chi_scale λ``;
+    - ``energy="full"`` (E = E_Qeq at its minimum, ``½ qᵀ C q + Σ χ q + ½ Σ (J + s₀) q²``,
+      plus E_q): E_Qeq is stationary in q, so only E_q needs the adjoint
+      (``H λ - ν 1 = g``); the forces are the same expression in ``q`` and ``λ`` and
+      ``ψ = chi_scale (λ - q)`` (without a charge energy λ = 0: `ewald`'s forces at
+      fixed q).
 
     Args:
         positions: ``(n, 3)`` Å.
@@ -190,12 +198,17 @@ def equilibrate(positions: np.ndarray, cell: np.ndarray, raw: np.ndarray,
         chi_scale: d₀ in eV/e (``χ = -d₀ q̃``).
         energy: ``coulomb`` or ``full`` (the model's ``qeq_energy``).
         accuracy: see `kvectors`.
+        charge_gradient: maps the charges ``(n,)`` e to ``g (n,)`` eV/e, the derivative
+            of a charge-dependent local energy by each atom's charge (the compiled
+            package's ``charge_energy`` entry), or None.
 
     Returns:
         ``charges (n,)`` e, ``energy`` eV, ``energies (n,)`` eV, ``forces (n, 3)`` eV/Å and
-        ``virial (3, 3)`` eV at fixed q̃ (the electrostatic part), ``psi (n,)`` eV/e
-        (``∂E/∂q̃``, the input of the package's second pass).
+        ``virial (3, 3)`` eV at fixed q̃ (the electrostatic part, without E_q), ``psi
+        (n,)`` eV/e (``∂E/∂q̃``, the input of the package's second pass).
     """
+    if energy not in ("coulomb", "full"):
+        raise ValueError(f"qeq energy must be 'coulomb' or 'full', got {energy!r}")
     pos = np.asarray(positions, dtype=np.float64)
     raw = np.asarray(raw, dtype=np.float64)
     n = len(raw)
@@ -210,17 +223,17 @@ def equilibrate(positions: np.ndarray, cell: np.ndarray, raw: np.ndarray,
     q = np.linalg.solve(system, np.concatenate([-chi, [total_charge]]))[:n]
     phi = matrix @ q
     energies = 0.5 * q * phi
+    gradient = np.zeros(n) if charge_gradient is None else \
+        np.asarray(charge_gradient(q), dtype=np.float64)
     if energy == "full":
         energies = energies + q * (chi + 0.5 * diagonal * q)
-        _, _, forces, virial = ewald(pos, q, cell, smearing, accuracy)
-        psi = -chi_scale * q
-    elif energy == "coulomb":
-        adjoint = np.linalg.solve(system, np.concatenate([phi, [0.0]]))[:n]
-        _, _, forces, virial = ewald(pos, q - adjoint, cell, smearing, accuracy)
-        _, _, forces_a, virial_a = ewald(pos, adjoint, cell, smearing, accuracy)
-        forces, virial = forces - forces_a, virial - virial_a
-        psi = chi_scale * adjoint
+        rhs = gradient
     else:
-        raise ValueError(f"qeq energy must be 'coulomb' or 'full', got {energy!r}")
+        rhs = phi + gradient
+    adjoint = np.linalg.solve(system, np.concatenate([rhs, [0.0]]))[:n]
+    _, _, forces, virial = ewald(pos, q - adjoint, cell, smearing, accuracy)
+    _, _, forces_a, virial_a = ewald(pos, adjoint, cell, smearing, accuracy)
+    forces, virial = forces - forces_a, virial - virial_a
+    psi = chi_scale * (adjoint - q) if energy == "full" else chi_scale * adjoint
     return {"charges": q, "energy": float(energies.sum()), "energies": energies,
             "forces": forces, "virial": virial, "psi": psi}

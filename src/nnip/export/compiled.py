@@ -67,6 +67,23 @@ from the adjoint solve of `nnip.export._ewald.equilibrate` (``qeq_energy: coulom
 is ``-d₀ q`` (``full``); Python solves densely, LAMMPS by conjugate gradients with the
 distributed Ewald sum as the operator.
 
+**Charge-dependent local energy** (``charge_energy: linear | mlp``; format
+``nnip-aoti-4``, local or equilibrated charges as the metadata's ``charge_model`` says):
+E adds ``E_q = Σ_i f_i(e_i(R), q_i)``, local given the charges. The ``charges`` entry
+returns a third output, ``extra (n, C)`` (the readout's inputs of ``f``, C = metadata
+``charge_energy_channels``); a third entry, ``charge_energy``
+(``atomic_numbers (n,)``, ``extra (n, C)``, ``charges (n,)`` e) returns ``f_i`` (eV) and
+``g_i = ∂f_i/∂q_i`` (eV/e), forward only. Once the charges are known, ``g`` joins the
+charge derivative of the energy: ``ψ_j = (φ_j + g_j) - Σ_i w_i (φ_i + g_i) / Σ_i w_i``
+(local), or the adjoint solve's right-hand side (qeq; `nnip.export._ewald.equilibrate`).
+The main entry takes the charges as one more input,
+
+    charges ``(n,)`` float64, e: the constrained charges of owned atoms (0 for ghosts);
+
+and its ``energy``/``energies`` include ``f_i`` of the owned atoms, its ``forces`` and
+``virial`` the derivatives of ``E_sr + Σ_owned f_i(e_i, q_i) + Σ_owned ψ_i q̃_i`` at fixed
+``q`` and ``ψ``.
+
 3D-periodic cells only; a committee with electrostatics is refused. The sum is a
 converged Ewald sum whatever the model's ``method`` (a model that uses PME differs from
 the package by PME's error, ~1e-6 relative).
@@ -110,8 +127,9 @@ from nnip.nn.embedding import TypeMap
 from nnip.physics.dispersion import D3Dispersion
 from nnip.physics.electrostatics import Electrostatics
 
-__all__ = ["CHARGES_FORMAT", "FORMAT", "QEQ_FORMAT", "CompiledPotential", "ExportedModule",
-           "export_compiled", "lammps_lines", "load_compiled", "parity"]
+__all__ = ["CHARGE_ENERGY_FORMAT", "CHARGES_FORMAT", "FORMAT", "QEQ_FORMAT",
+           "CompiledPotential", "ExportedModule", "export_compiled", "lammps_lines",
+           "load_compiled", "parity"]
 
 FORMAT = "nnip-aoti-1"
 """Version tag of the compiled function's signature (inputs, outputs, metadata)."""
@@ -121,6 +139,10 @@ CHARGES_FORMAT = "nnip-aoti-2"
 
 QEQ_FORMAT = "nnip-aoti-3"
 """As `CHARGES_FORMAT`, for charge equilibration: the second output is the hardness."""
+
+CHARGE_ENERGY_FORMAT = "nnip-aoti-4"
+"""As `CHARGES_FORMAT` or `QEQ_FORMAT` (metadata ``charge_model``), with a charge-dependent
+local energy: ``extra`` out of ``charges``, a ``charge_energy`` entry, ``charges`` in."""
 
 
 class ExportedModule(nn.Module):
@@ -144,12 +166,13 @@ class ExportedModule(nn.Module):
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                 edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
-                n_local: torch.Tensor, psi: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, ...]:
+                n_local: torch.Tensor, psi: torch.Tensor | None = None,
+                charges_in: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Energy, per-atom energies, forces, virial and member forces of one domain.
 
         With electrostatics (``psi`` given), also the raw charges and weights, and the
-        derivatives are those of the short-range energy plus ``Σ_owned psi_i q̃_i``.
+        derivatives are those of the short-range energy plus ``Σ_owned psi_i q̃_i``;
+        with a charge energy (``charges_in`` given, e) the energies include it.
         """
         dtype = self.potential.model_dtype
         n, k = positions.shape[0], len(self.members)
@@ -172,7 +195,10 @@ class ExportedModule(nn.Module):
             if psi is None:
                 energies.append(member.atom_energies(graph) * owned)  # (n,) float64
             else:
-                short, raw, weight = member.short_range_and_raw_charges(graph)
+                short, raw, weight, extra = member.short_range_and_raw_charges(graph)
+                if charges_in is not None:  # f_i(e_i(R), q_i) at the given charges
+                    short = short + self.electrostatics.charge_energies(
+                        atomic_numbers, charges_in.to(dtype), extra).to(torch.float64)
                 energies.append(short * owned)  # (n,) float64
                 charges.append((raw.to(torch.float64), weight.to(torch.float64)))
         per_member = torch.stack(energies)  # (k, n)
@@ -192,7 +218,8 @@ class ExportedModule(nn.Module):
 class _RawCharges(nn.Module):
     """The package's second entry, ``charges``: ``q_raw (n,)`` e and ``w (n,)`` only.
 
-    Same first six inputs as the main function; forward only (pass 1 of a step).
+    Same first six inputs as the main function; forward only (pass 1 of a step). With a
+    charge energy also ``extra (n, C)``, that energy's inputs beside the charge.
     """
 
     def __init__(self, exported: ExportedModule) -> None:
@@ -201,7 +228,7 @@ class _RawCharges(nn.Module):
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                 edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
-                n_local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                n_local: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Raw charges and constraint weights of every atom (owned ones are exact)."""
         dtype = self.member.model_dtype
         n = positions.shape[0]
@@ -212,8 +239,33 @@ class _RawCharges(nn.Module):
             pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
             total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
             edge_index=edge_index, edge_shift=edge_shift)
-        _, raw, weight = self.member.short_range_and_raw_charges(graph)
-        return raw.to(torch.float64), weight.to(torch.float64)
+        _, raw, weight, extra = self.member.short_range_and_raw_charges(graph)
+        # contiguous outputs: raw charges split from a wider readout are a strided view
+        raw, weight = raw.to(torch.float64).contiguous(), weight.to(torch.float64).contiguous()
+        if extra is None:
+            return raw, weight
+        return raw, weight, extra.to(torch.float64).contiguous()
+
+
+class _ChargeEnergy(nn.Module):
+    """The package's third entry, ``charge_energy``: ``f_i`` (eV) and ``∂f_i/∂q_i`` (eV/e).
+
+    Inputs ``atomic_numbers (n,)``, ``extra (n, C)`` (from the ``charges`` entry) and
+    ``charges (n,)`` e; `nnip.physics.electrostatics.Electrostatics.charge_energies`.
+    """
+
+    def __init__(self, exported: ExportedModule) -> None:
+        super().__init__()
+        self.term = exported.electrostatics
+        self.dtype = exported.potential.model_dtype
+
+    def forward(self, atomic_numbers: torch.Tensor, extra: torch.Tensor,
+                charges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom charge energies and their derivatives by each atom's own charge."""
+        q = charges.detach().to(self.dtype).requires_grad_(True)
+        energies = self.term.charge_energies(atomic_numbers, q, extra.to(self.dtype))
+        (gradient,) = torch.autograd.grad(energies.sum(), [q])
+        return energies.detach().to(torch.float64), gradient.to(torch.float64)
 
 
 def _compile(programs: dict[str, torch.export.ExportedProgram], path: Path,
@@ -242,8 +294,8 @@ def _electrostatics_term(potential: Potential) -> Electrostatics | None:
     """The one electrostatics term the compiled export can carry, or ``None``.
 
     Raises:
-        ModelError: long-range terms other than one `Electrostatics` term, a
-            committee with electrostatics, or a charge-dependent local energy.
+        ModelError: long-range terms other than one `Electrostatics` term, or a
+            committee with electrostatics.
     """
     if not potential.long_range:
         return None
@@ -256,10 +308,6 @@ def _electrostatics_term(potential: Potential) -> Electrostatics | None:
             "only one electrostatics term is supported"
         raise ModelError(f"compiled export does not carry these long-range terms ({names}): "
                          f"{why}; export a model without them")
-    if found[0].charge_energy:
-        raise ModelError("compiled export does not yet carry the charge-dependent local "
-                         "energy (electrostatics charge_energy); use the model file (ASE "
-                         "calculator, nnip md) for this model")
     return found[0]
 
 
@@ -380,24 +428,32 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     example = example if example is not None else _example(model.elements, model.cutoff)
     inputs = _graph_inputs(example, model.cutoff, device)
     coulomb = module.electrostatics.coulomb if module.electrostatics is not None else None
+    term = module.electrostatics
+    energy_form = term.charge_energy if term is not None else ""
+    per_atom = torch.zeros(len(example), dtype=torch.float64, device=device)
     if coulomb is not None:  # psi: the Coulomb energy's derivative by each raw charge
-        inputs = (*inputs, torch.zeros(len(example), dtype=torch.float64, device=device))
+        inputs = (*inputs, per_atom)
+    if energy_form:  # the charges at which the charge energy is evaluated
+        inputs = (*inputs, per_atom.clone())
     say = print if progress else (lambda *a, **k: None)
     start = time.perf_counter()
-    with torch.enable_grad():
+    # one symbol per dynamic size even where the example's sizes coincide with a fixed
+    # one (8 atoms and the mlp charge energy's 8 features would otherwise be unified)
+    no_duck = torch.fx.experimental._config.patch(use_duck_shape=False)
+    with torch.enable_grad(), no_duck:
         traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
     n_atoms = torch.export.Dim("n_atoms", min=2)
     n_edges = torch.export.Dim("n_edges", min=2)
     dynamic = ({0: n_atoms}, {0: n_atoms}, {1: n_edges}, {0: n_edges}, None, None)
-    program = torch.export.export(
-        traced, inputs, strict=False,
-        dynamic_shapes=(*dynamic, {0: n_atoms}) if coulomb is not None else dynamic)
+    extra_inputs = len(inputs) - len(dynamic)  # psi, charges: one value per atom
+    program = torch.export.export(traced, inputs, strict=False,
+                                  dynamic_shapes=(*dynamic, *[{0: n_atoms}] * extra_inputs))
     say(f"nnip export: traced and exported in {time.perf_counter() - start:.0f} s; "
         "compiling with AOTInductor ...")
-    term = module.electrostatics
     qeq = term is not None and term.charge_model == "qeq"
     metadata = {
-        "format": FORMAT if coulomb is None else QEQ_FORMAT if qeq else CHARGES_FORMAT,
+        "format": FORMAT if coulomb is None else CHARGE_ENERGY_FORMAT if energy_form else
+        QEQ_FORMAT if qeq else CHARGES_FORMAT,
         "elements": ",".join(model.elements), "cutoff": repr(model.cutoff),
         "ghost_cutoff": repr(_layers(model) * model.cutoff),
         "dtype": str(model.model_dtype).removeprefix("torch."),
@@ -412,17 +468,28 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         "charge_model": "" if term is None else term.charge_model,
         "qeq_energy": term.qeq_energy if qeq else "",
         "chi_scale": repr(term.hardness + term.self_interaction) if qeq else "",
+        "charge_energy": energy_form,
+        "charge_energy_channels": str(term.readout_channels - 1) if energy_form else "",
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.pt2")
     programs = {"model": program}
     if coulomb is not None:  # pass 1 of a step needs only the charges: no derivatives
-        with torch.no_grad():
+        with torch.no_grad(), no_duck:
             charges = make_fx(_RawCharges(module), tracing_mode="symbolic",
                               _allow_non_fake_inputs=True)(*inputs[:6])
         programs["charges"] = torch.export.export(charges, inputs[:6], strict=False,
                                                   dynamic_shapes=dynamic)
+    if energy_form:  # f_i and ∂f_i/∂q_i once the charges are known
+        with torch.no_grad():
+            extra = _RawCharges(module)(*inputs[:6])[2]
+        local = (inputs[1], extra, per_atom.clone())
+        with torch.enable_grad(), no_duck:
+            traced_q = make_fx(_ChargeEnergy(module), tracing_mode="symbolic",
+                               _allow_non_fake_inputs=True)(*local)
+        programs["charge_energy"] = torch.export.export(
+            traced_q, local, strict=False, dynamic_shapes=({0: n_atoms},) * 3)
     configs: dict[str, Any] = {"aot_inductor.metadata": metadata}
     try:
         _compile(programs, tmp, configs)
@@ -442,6 +509,10 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         say(f"nnip export: electrostatics (Gaussian charges, σ = {coulomb.smearing} Å) is "
             f"summed outside the package ({how}); in LAMMPS give the system's total charge "
             "as: pair_style nnip total_charge Q")
+        if energy_form:
+            say(f"nnip export: the charge-dependent local energy ({energy_form}) is in the "
+                "package (entry charge_energy, format nnip-aoti-4; LAMMPS plugin: rebuild "
+                "with `nnip lammps build` if it predates this format)")
     if d3:
         say("nnip export: the D3 dispersion term is not compiled in; LAMMPS adds it with its "
             "own pair style:\n" + lammps_lines(metadata, path.name, model.elements))
@@ -465,18 +536,24 @@ class CompiledPotential:
             raise ModelFileError(f"{path}: not an AOTInductor package nnip can load "
                                  f"({type(err).__name__}: {err})") from err
         self.metadata = dict(self.runner.get_metadata())
-        if self.metadata.get("format") not in (FORMAT, CHARGES_FORMAT, QEQ_FORMAT):
+        formats = (FORMAT, CHARGES_FORMAT, QEQ_FORMAT, CHARGE_ENERGY_FORMAT)
+        if self.metadata.get("format") not in formats:
             raise ModelFileError(f"{path}: compiled format {self.metadata.get('format')!r}, "
-                                 f"this nnip reads {FORMAT!r}, {CHARGES_FORMAT!r} and "
-                                 f"{QEQ_FORMAT!r}")
+                                 f"this nnip reads {', '.join(map(repr, formats))}")
         self.smearing = None  # Å, models with electrostatics (summed outside the package)
         if self.metadata.get("electrostatics"):
             from torch._inductor.package import load_package
 
             self.smearing = float(self.metadata["smearing"])
             self.ewald_accuracy = float(self.metadata["ewald_accuracy"])
-            self.qeq = self.metadata["format"] == QEQ_FORMAT
+            self.qeq = self.metadata["format"] == QEQ_FORMAT or \
+                self.metadata.get("charge_model") == "qeq"
             self.charges_runner = load_package(str(path), "charges")
+        self.charge_energy_runner = None  # f_i and ∂f_i/∂q_i (format nnip-aoti-4)
+        if self.metadata.get("charge_energy"):
+            from torch._inductor.package import load_package
+
+            self.charge_energy_runner = load_package(str(path), "charge_energy")
         self.elements = self.metadata["elements"].split(",")
         self.cutoff = float(self.metadata["cutoff"])
         self.device = self.metadata.get("device", "cpu")
@@ -554,22 +631,31 @@ class CompiledPotential:
             raise ModelError("this compiled model has electrostatics, which it sums for "
                              f"3D-periodic cells only; the structure has pbc={atoms.pbc}")
         inputs = _inputs_of(graph)
-        raw, weight = (t.detach().cpu().numpy() for t in self.charges_runner(*inputs))
+        first = self.charges_runner(*inputs)
+        raw, weight = (t.detach().cpu().numpy() for t in first[:2])
         total = float(atoms.info.get("total_charge", 0.0))
+        gradient, last = None, []  # ∂f/∂q of a charge energy; the charges it was given
+        if self.charge_energy_runner is not None:
+            def gradient(q: np.ndarray) -> np.ndarray:
+                charges = torch.as_tensor(q, dtype=torch.float64, device=self.device)
+                last[:] = [charges]
+                return self.charge_energy_runner(inputs[1], first[2], charges)[1].cpu().numpy()
         if self.qeq:  # weight holds the hardnesses
             coulomb = equilibrate(atoms.positions, atoms.cell.array, raw, weight, total,
                                   self.smearing, float(self.metadata["chi_scale"]),
-                                  self.metadata["qeq_energy"], self.ewald_accuracy)
+                                  self.metadata["qeq_energy"], self.ewald_accuracy,
+                                  charge_gradient=gradient)
             psi = coulomb.pop("psi")
-            outputs = self.runner(*inputs, torch.as_tensor(psi, device=self.device))
-            return outputs, coulomb
-        charges = raw + weight * (total - raw.sum()) / weight.sum()
-        energy, phi, forces, virial = ewald(atoms.positions, charges, atoms.cell.array,
-                                            self.smearing, self.ewald_accuracy)
-        psi = phi - weight @ phi / weight.sum()
-        outputs = self.runner(*inputs, torch.as_tensor(psi, device=self.device))
-        return outputs, {"energy": energy, "energies": 0.5 * charges * phi,
-                         "forces": forces, "virial": virial, "charges": charges}
+        else:
+            charges = raw + weight * (total - raw.sum()) / weight.sum()
+            energy, phi, forces, virial = ewald(atoms.positions, charges, atoms.cell.array,
+                                                self.smearing, self.ewald_accuracy)
+            coulomb = {"energy": energy, "energies": 0.5 * charges * phi,
+                       "forces": forces, "virial": virial, "charges": charges}
+            dq = phi if gradient is None else phi + gradient(charges)
+            psi = dq - weight @ dq / weight.sum()
+        outputs = self.runner(*inputs, torch.as_tensor(psi, device=self.device), *last)
+        return outputs, coulomb
 
 
 def parity(model: Potential, path: str | os.PathLike, atoms: Atoms) -> dict[str, float]:

@@ -181,22 +181,24 @@ def _electrostatics(settings: bool | Mapping[str, Any], name: str, config: Mappi
                           (dict(config) if arch == name else {}))
         params = dataclasses.asdict(cfg)
         make = lambda: MODELS[arch][1](type_map, cutoff, cfg)  # noqa: E731
+    # the seed covers every weight of the term (the mlp charge energy's network too)
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed + 1)
         charge_net = make()
-    try:
-        term = Electrostatics(charge_net, type_map, smearing=float(settings.get("smearing", 1.0)),
-                              method=settings.get("method", "auto"),
-                              lr_wavelength=settings.get("lr_wavelength"),
-                              mesh_spacing=settings.get("mesh_spacing"),
-                              feature_source=name if arch == "shared" else None,
-                              charge_model=settings.get("charge_model", "local"),
-                              hardness=float(settings.get("hardness", 5.0)),
-                              qeq_energy=settings.get("qeq_energy", "coulomb"),
-                              charge_energy=settings.get("charge_energy") or False)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+        try:
+            term = Electrostatics(
+                charge_net, type_map, smearing=float(settings.get("smearing", 1.0)),
+                method=settings.get("method", "auto"),
+                lr_wavelength=settings.get("lr_wavelength"),
+                mesh_spacing=settings.get("mesh_spacing"),
+                feature_source=name if arch == "shared" else None,
+                charge_model=settings.get("charge_model", "local"),
+                hardness=float(settings.get("hardness", 5.0)),
+                qeq_energy=settings.get("qeq_energy", "coulomb"),
+                charge_energy=settings.get("charge_energy") or False)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
     resolved = {"arch": arch, "params": params,
                 "smearing": term.coulomb.smearing, "method": term.coulomb.method,
                 "lr_wavelength": term.coulomb.lr_wavelength,

@@ -213,33 +213,34 @@ class Potential(nn.Module):
         return energies, charges
 
     def short_range_and_raw_charges(self, graph: AtomicGraph
-                                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                               torch.Tensor | None]:
         """The parts of a model with one electrostatics term, before the Coulomb sum.
 
         What the compiled export evaluates per domain (`nnip.export.compiled`): the
-        Coulomb energy of the constrained charges is summed outside.
+        Coulomb energy of the constrained charges is summed outside, and so is the
+        constraint (or the charge equilibration) that turns raw charges into charges.
 
         Returns:
             Per-atom energies of every other term ``(n_atoms,)`` eV (float64), the raw
-            charges ``q̃ (n_atoms,)`` e and, per atom ``(n_atoms,)``, the constraint
-            weights ``w`` (dimensionless) of local charges or, for charge equilibration
+            charges ``q̃ (n_atoms,)`` e, per atom ``(n_atoms,)`` the constraint weights
+            ``w`` (dimensionless) of local charges or, for charge equilibration
             (``charge_model: qeq``), the hardnesses ``J`` in eV/e²
-            (`nnip.physics.electrostatics.Electrostatics.charges`).
+            (`nnip.physics.electrostatics.Electrostatics.charges`), and, for a term with
+            a charge-dependent local energy (``charge_energy``), that energy's inputs
+            beside the charge ``(n_atoms, channels)``
+            (`nnip.physics.electrostatics.Electrostatics.charge_energies`; else None).
 
         Raises:
-            ModelError: not exactly one term predicts charges, or it has a
-                charge-dependent local energy.
+            ModelError: not exactly one term predicts charges.
         """
         energies, charge_terms = self._short_range(graph)
         if len(charge_terms) != 1:
             raise ModelError(f"expected one electrostatics term, found {len(charge_terms)}")
         term, raw = charge_terms[0]
-        if term.charge_energy:
-            raise ModelError("a charge-dependent local energy (charge_energy) is not "
-                             "part of the short-range/Coulomb split")
-        raw = term.raw_charges(graph) if raw is None else raw
+        raw, extra = term._split(term.raw_charges(graph) if raw is None else raw)
         site = term.hardnesses(graph) if term.charge_model == "qeq" else term.weights(graph)
-        return energies, raw, site.to(raw.dtype)
+        return energies, raw, site.to(raw.dtype), extra
 
     def _short_range(self, graph: AtomicGraph
                      ) -> tuple[torch.Tensor, list[tuple[nn.Module, torch.Tensor | None]]]:

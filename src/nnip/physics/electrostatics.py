@@ -388,8 +388,8 @@ class Electrostatics(nn.Module):
     def _split(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw charges ``(n_atoms,)`` e and the rest of the readout (or None).
 
-        The rest: couplings ``(n_atoms,)`` eV/e (``linear``) or features
-        ``(n_atoms, CHARGE_EMBEDDING)`` (``mlp``).
+        The rest, ``(n_atoms, readout_channels - 1)``: the couplings in eV/e (``linear``,
+        one column) or the features of the ``mlp`` charge energy.
 
         Raises:
             ModelError: the readout's output does not have the expected channels.
@@ -401,21 +401,31 @@ class Electrostatics(nn.Module):
             raise ModelError(f"electrostatics with charge_energy {self.charge_energy!r} "
                              f"expects {width} readout channels per atom, got "
                              f"{tuple(raw.shape)}")
-        return raw[:, 0], (raw[:, 1] if self.charge_energy == "linear" else raw[:, 1:])
+        return raw[:, 0], raw[:, 1:]
 
-    def _charge_energies(self, graph: AtomicGraph, q: torch.Tensor, coupling: torch.Tensor
-                         ) -> torch.Tensor:
+    def charge_energies(self, atomic_numbers: torch.Tensor, charges: torch.Tensor,
+                        extra: torch.Tensor) -> torch.Tensor:
         """Charge-dependent local energies ``(n_atoms,)`` in eV.
 
-        ``a_i q_i + b_Z q_i²`` (``linear``, ``coupling`` the ``a_i``) or
-        ``MLP([e_i, q_i])`` (``mlp``, ``coupling`` the features ``e_i``).
+        Args:
+            atomic_numbers: ``(n_atoms,)``.
+            charges: ``(n_atoms,)`` constrained (or equilibrated) charges q in e.
+            extra: ``(n_atoms, readout_channels - 1)``, the readout beside the raw charge:
+                the couplings ``a_i`` in eV/e (``linear``: ``a_i q_i + b_Z q_i²``) or the
+                features ``e_i`` (``mlp``: ``MLP([e_i, q_i])``).
+
+        Raises:
+            ModelError: the term has no charge energy.
         """
+        q = charges
         if self.charge_energy == "mlp":
             net_dtype = self.charge_energy_net[0].weight.dtype
-            inputs = torch.cat([coupling.to(net_dtype), q.to(net_dtype)[:, None]], 1)
+            inputs = torch.cat([extra.to(net_dtype), q.to(net_dtype)[:, None]], 1)
             return self.charge_energy_net(inputs).squeeze(-1).to(q.dtype)
-        curvature = self.charge_curvature[self.type_map(graph.atomic_numbers)]
-        return q * (coupling.to(q.dtype) + curvature.to(q.dtype) * q)
+        if self.charge_energy != "linear":
+            raise ModelError("this electrostatics term has no charge_energy")
+        curvature = self.charge_curvature[self.type_map(atomic_numbers)]
+        return q * (extra[:, 0].to(q.dtype) + curvature.to(q.dtype) * q)
 
     def raw_charges(self, graph: AtomicGraph) -> torch.Tensor:
         """Unconstrained charges ``q̃ (n_atoms,)`` in e from ``charge_net``.
@@ -514,7 +524,7 @@ class Electrostatics(nn.Module):
             q = self._local(graph, raw)
             energies = self.coulomb(graph, q)
         if coupling is not None:
-            energies = energies + self._charge_energies(graph, q, coupling)
+            energies = energies + self.charge_energies(graph.atomic_numbers, q, coupling)
         return energies, q
 
     def forward(self, graph: AtomicGraph) -> torch.Tensor:

@@ -115,12 +115,14 @@ void PairNNIP::coeff(int narg, char **arg)
   }
   auto metadata = model->get_metadata();
   const std::string format = metadata["format"];
-  if (format != "nnip-aoti-1" && format != "nnip-aoti-2" && format != "nnip-aoti-3")
+  if (format != "nnip-aoti-1" && format != "nnip-aoti-2" && format != "nnip-aoti-3" &&
+      format != "nnip-aoti-4")
     error->all(FLERR, "{} is not an nnip compiled model this plugin reads (format '{}'; "
                "write it with `nnip export`, rebuild the plugin with `nnip lammps build`)",
                arg[2], format);
   electrostatics = format != "nnip-aoti-1";
-  qeq = format == "nnip-aoti-3";
+  charge_energy = format == "nnip-aoti-4";
+  qeq = format == "nnip-aoti-3" || (charge_energy && metadata["charge_model"] == "qeq");
   if (qeq) {
     qeq_full = metadata["qeq_energy"] == "full";
     chi_scale = std::stod(metadata["chi_scale"]);
@@ -140,6 +142,15 @@ void PairNNIP::coeff(int narg, char **arg)
     } catch (const std::exception &err) {
       error->all(FLERR, "pair_style nnip cannot load the charges entry of {}: {}", arg[2],
                  err.what());
+    }
+    if (charge_energy) {
+      try {
+        charge_energy_model =
+            std::make_unique<torch::inductor::AOTIModelPackageLoader>(arg[2], "charge_energy");
+      } catch (const std::exception &err) {
+        error->all(FLERR, "pair_style nnip cannot load the charge_energy entry of {}: {}",
+                   arg[2], err.what());
+      }
     }
     smearing = std::stod(metadata["smearing"]);
     ewald_accuracy = std::stod(metadata["ewald_accuracy"]);
@@ -171,7 +182,7 @@ void PairNNIP::coeff(int narg, char **arg)
     if (uncertainty_index < 0) uncertainty_index = atom->add_custom("nnip_uncertainty", 1, 0);
   }
   if (comm->me == 0)
-    utils::logmesg(lmp, "pair_style nnip: {} (elements {}, cutoff {} Å, ghost cutoff {} Å{}{})\n",
+    utils::logmesg(lmp, "pair_style nnip: {} (elements {}, cutoff {} Å, ghost cutoff {} Å{}{}{})\n",
                    arg[2], metadata["elements"], cutoff, ghost_cutoff,
                    committee > 0 ? fmt::format(", committee of {}", committee) : "",
                    electrostatics ? fmt::format(", electrostatics: Gaussian charges of width "
@@ -179,7 +190,9 @@ void PairNNIP::coeff(int narg, char **arg)
                                                 smearing, qeq ? fmt::format(
                                                 "charge equilibration (energy {}, tolerance "
                                                 "{}), ", qeq_full ? "full" : "coulomb",
-                                                qeq_tolerance) : "", total_charge) : "");
+                                                qeq_tolerance) : "", total_charge) : "",
+                   charge_energy ? fmt::format(", charge-dependent local energy ({})",
+                                               metadata["charge_energy"]) : "");
 }
 
 void PairNNIP::init_style()
@@ -379,10 +392,13 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   auto first = run_model(*charges_model, inputs);    // forward only
   auto raw = first[0].accessor<double, 1>();
   auto weight = first[1].accessor<double, 1>();
+  if (charge_energy) charge_energy_inputs = {inputs[1], first[2], torch::zeros({n}, f64)};
   if (qeq) {    // the second output holds the hardnesses
     std::vector<double> q, psi_owned;
     const double start = MPI_Wtime();
-    equilibrate(first[0].data_ptr<double>(), first[1].data_ptr<double>(), q, psi_owned);
+    // contiguous: raw charges read from a wider readout may come as a strided view
+    const torch::Tensor raw_c = first[0].contiguous(), hardness_c = first[1].contiguous();
+    equilibrate(raw_c.data_ptr<double>(), hardness_c.data_ptr<double>(), q, psi_owned);
     time_ewald += MPI_Wtime() - start;
     steps++;
     double *stored = atom->dvector[charge_index];
@@ -393,6 +409,7 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
       p[i] = psi_owned[i];
     }
     inputs.push_back(psi);
+    if (charge_energy) inputs.push_back(charge_energy_inputs[2]);    // the charges
     return;
   }
   double local[2] = {0.0, 0.0}, sums[2];
@@ -415,6 +432,10 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   }
   time_ewald += MPI_Wtime() - start;
   steps++;
+  if (charge_energy) {    // dE/dq = phi + df/dq
+    const std::vector<double> g = charge_gradient(q);
+    for (int i = 0; i < nlocal; i++) phi[i] += g[i];
+  }
   double wphi_local = 0.0, wphi;
   for (int i = 0; i < nlocal; i++) wphi_local += weight[i] * phi[i];
   MPI_Allreduce(&wphi_local, &wphi, 1, MPI_DOUBLE, MPI_SUM, world);
@@ -422,6 +443,22 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   auto p = psi.accessor<double, 1>();
   for (int i = 0; i < nlocal; i++) p[i] = phi[i] - wphi / sums[1];
   inputs.push_back(psi);
+  if (charge_energy) inputs.push_back(charge_energy_inputs[2]);    // the charges
+}
+
+/* g_i = df_i/dq_i (eV/e) of the owned atoms' charge-dependent local energies at charges q
+   (the package's charge_energy entry); the charges stay in charge_energy_inputs[2] (zero
+   on ghosts) as pass 2's last input. */
+std::vector<double> PairNNIP::charge_gradient(const std::vector<double> &q)
+{
+  const int nlocal = atom->nlocal;
+  auto charges = charge_energy_inputs[2].accessor<double, 1>();
+  for (int i = 0; i < nlocal; i++) charges[i] = q[i];
+  auto out = run_model(*charge_energy_model, charge_energy_inputs);
+  auto g = out[1].accessor<double, 1>();
+  std::vector<double> gradient(nlocal);
+  for (int i = 0; i < nlocal; i++) gradient[i] = g[i];
+  return gradient;
 }
 
 /* Charge equilibration of the owned atoms (formulas: nnip/export/_ewald.py, equilibrate):
@@ -447,19 +484,23 @@ void PairNNIP::equilibrate(const double *raw, const double *hardness, std::vecto
   double *stored_q = atom->dvector[qeq_index[0]];
   solve(diagonal, minus_chi, stored_q, total_charge, "the charges");
   q.assign(stored_q, stored_q + nlocal);
-  std::vector<double> phi;
+  std::vector<double> phi, g;
+  if (charge_energy) g = charge_gradient(q);    // df/dq of the charge energy
   psi.resize(nlocal);
-  if (qeq_full) {    // E_Qeq is stationary in q: forces at fixed q
+  if (qeq_full && !charge_energy) {    // E_Qeq is stationary in q: forces at fixed q
     kspace(q, &phi, 1.0, 1.0);
     for (int i = 0; i < nlocal; i++) psi[i] = -chi_scale * q[i];
-  } else {    // the adjoint: H lambda - nu 1 = phi with sum lambda = 0
+  } else {    // the adjoint: H lambda - nu 1 = dE/dq (phi + g; full: g) with sum lambda = 0
     kspace(q, &phi, 0.0, 0.0);
+    std::vector<double> rhs(nlocal);
+    for (int i = 0; i < nlocal; i++)
+      rhs[i] = (qeq_full ? 0.0 : phi[i]) + (charge_energy ? g[i] : 0.0);
     double *stored_lambda = atom->dvector[qeq_index[1]];
-    solve(diagonal, phi, stored_lambda, 0.0, "the adjoint");
+    solve(diagonal, rhs, stored_lambda, 0.0, "the adjoint");
     std::vector<double> lambda(stored_lambda, stored_lambda + nlocal), rest(nlocal);
     for (int i = 0; i < nlocal; i++) {
       rest[i] = q[i] - lambda[i];
-      psi[i] = chi_scale * lambda[i];
+      psi[i] = chi_scale * (lambda[i] - (qeq_full ? q[i] : 0.0));
     }
     kspace(rest, nullptr, 1.0, 1.0);
     kspace(lambda, nullptr, -1.0, -1.0);
@@ -519,6 +560,15 @@ void PairNNIP::solve(const std::vector<double> &diagonal, const std::vector<doub
   p = z;
   double norms[3];    // |rhs|^2, r . z, r . r
   dots({{&rhs, &rhs}, {&r, &z}, {&r, &r}}, norms);
+  if (norms[0] == 0.0) {    // e.g. an untrained charge energy: no scale to be relative to
+    if (total == 0.0) {    // the solution is 0
+      std::fill_n(x, nlocal, 0.0);
+      return;
+    }
+    std::vector<double> uniform(nlocal, total / n_atoms), hu;    // the scale of H x
+    apply(uniform, hu);
+    dots({{&hu, &hu}}, norms);
+  }
   const double target = qeq_tolerance * std::sqrt(norms[0]);
   double rz = norms[1], rr = norms[2];
   for (int iteration = 0; iteration <= 1000; iteration++) {

@@ -43,6 +43,14 @@
  * (equilibrate). The solve stops at a residual of qeq_tolerance times the right-hand
  * side (relative, 2-norm); a solve that does not get there in 1000 iterations stops the
  * run with an error.
+ *
+ * Charge-dependent local energy (package format nnip-aoti-4, local or qeq charges as the
+ * metadata's charge_model says): the charges entry also returns each atom's inputs of
+ * f_i(e_i, q_i); once the charges are known, the package's third entry "charge_energy"
+ * gives g_i = df_i/dq_i, which joins phi in psi (local charges) or the adjoint's
+ * right-hand side (qeq: H lambda - nu 1 = phi + g for coulomb, = g for full, then
+ * psi = d0 (lambda - q) for full); pass 2 takes the charges as one more input and adds
+ * f_i of the owned atoms to their energies (tallied with the short-range energy).
  */
 
 #ifdef PAIR_CLASS
@@ -85,6 +93,7 @@ class PairNNIP : public Pair {
  protected:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> charges_model;    // pass 1
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> charge_energy_model;  // df/dq
   std::vector<long> type_z;    // atomic number per LAMMPS type (index 1..ntypes), 0: NULL
   std::vector<std::string> model_elements;    // the package's elements, in its order
   std::string lammps_d3;    // the D3 pair style the model needs overlaid (empty: none)
@@ -99,7 +108,9 @@ class PairNNIP : public Pair {
   double smearing = 0.0;          // Å, the Gaussian width sigma
   double ewald_accuracy = 1e-12;  // smallest exp(-sigma^2 k^2 / 2) summed
   double total_charge = 0.0;      // e, the system's total charge (pair_style keyword)
-  bool qeq = false;               // charge equilibration (format nnip-aoti-3)
+  bool qeq = false;               // charge equilibration (format nnip-aoti-3, or -4 qeq)
+  bool charge_energy = false;     // a charge-dependent local energy (format nnip-aoti-4)
+  std::vector<at::Tensor> charge_energy_inputs;    // atomic numbers, extra (n, C), charges
   bool qeq_full = false;          // qeq_energy full: the whole E_Qeq is the energy
   double chi_scale = 0.0;         // eV/e, chi = -chi_scale q~
   double qeq_tolerance = 1e-10;   // relative residual of the conjugate-gradient solves
@@ -115,6 +126,7 @@ class PairNNIP : public Pair {
                                     const std::vector<at::Tensor> &inputs);
   void tally(const std::vector<at::Tensor> &out, int nall);
   void charges_and_psi(std::vector<at::Tensor> &inputs);
+  std::vector<double> charge_gradient(const std::vector<double> &q);
   void equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
                    std::vector<double> &psi);
   void solve(const std::vector<double> &diagonal, const std::vector<double> &rhs,
