@@ -94,3 +94,21 @@ def test_unknown_element_in_a_file_names_file_frame_and_field(model, tmp_path):
     ase.io.write(tmp_path / "mixed.xyz", frames)
     with pytest.raises(Exception, match=r"mixed.xyz, structure 2, field 'atomic_numbers'.*Al"):
         model.predict(read(tmp_path / "mixed.xyz"))
+
+
+def test_a_model_file_path_is_enough(model, tmp_path):
+    """``NNIPCalculator("model.nnip")`` loads the file (str or Path); other objects are a
+    clear error."""
+    from nnip.export.model_file import save_model
+
+    path = save_model(model, tmp_path / "m.nnip")
+    atoms = bulk("Cu", cubic=True)
+    atoms.symbols[1] = "Ni"
+    atoms.rattle(0.05, seed=3)
+    reference = model.predict(atoms)
+    for source in (path, str(path)):
+        atoms.calc = NNIPCalculator(source)
+        assert atoms.get_potential_energy() == pytest.approx(float(reference.energy[0]),
+                                                             abs=1e-12)
+    with pytest.raises(TypeError, match="path of a model file"):
+        NNIPCalculator(42)

@@ -9,6 +9,7 @@ eV/Å^3, ASE sign).
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,10 @@ class NNIPCalculator(Calculator):
     """ASE calculator wrapping a `Potential`.
 
     Args:
-        model: the potential. It is not modified: when ``device`` or ``dtype`` differ
-            from the model's, the calculator works on a copy.
+        model: the potential (a `Potential` or `Committee`), or the path of a model file
+            (``.nnip``, `nnip.export.model_file.load_model`). A given potential is not
+            modified: when ``device`` or ``dtype`` differ from the model's, the
+            calculator works on a copy.
         device: torch device to evaluate on (default: the model's).
         dtype: model dtype, ``"float64"``/``"float32"`` or a torch dtype (default: the
             model's).
@@ -53,10 +56,18 @@ class NNIPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
                               "energy_uncertainty", "forces_uncertainty", "charges"]
 
-    def __init__(self, model: Potential, *, device: str | torch.device | None = None,
+    def __init__(self, model: Potential | str | os.PathLike, *,
+                 device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, compile: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if isinstance(model, (str, os.PathLike)):
+            from nnip.export.model_file import load_model
+
+            model = load_model(model, device=device)
+        elif not isinstance(model, Potential):
+            raise TypeError("NNIPCalculator needs a Potential (or Committee) or the path "
+                            f"of a model file, got {type(model).__name__}")
         if isinstance(dtype, str):
             if dtype not in _DTYPES:
                 raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
