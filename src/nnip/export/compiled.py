@@ -625,7 +625,9 @@ class CompiledPotential:
         (``∂q_i/∂q̃_j = δ_ij - w_i / Σw``) ``ψ_j = ∂E_c/∂q̃_j = φ_j - Σ_i w_i φ_i / Σw``;
         pass 2 with ``psi = ψ`` adds the forces and virial of the charges' dependence on
         positions. Charge equilibration: `nnip.export._ewald.equilibrate` between the
-        passes.
+        passes. A charge-dependent local energy (format ``nnip-aoti-4``): the
+        ``charge_energy`` entry's ``∂f/∂q`` at the charges joins ``φ`` (or the adjoint's
+        right-hand side), and pass 2 gets the charges too.
         """
         if not atoms.pbc.all():
             raise ModelError("this compiled model has electrostatics, which it sums for "
