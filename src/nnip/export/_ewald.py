@@ -223,17 +223,19 @@ def equilibrate(positions: np.ndarray, cell: np.ndarray, raw: np.ndarray,
     q = np.linalg.solve(system, np.concatenate([-chi, [total_charge]]))[:n]
     phi = matrix @ q
     energies = 0.5 * q * phi
-    gradient = np.zeros(n) if charge_gradient is None else \
-        np.asarray(charge_gradient(q), dtype=np.float64)
     if energy == "full":
         energies = energies + q * (chi + 0.5 * diagonal * q)
-        rhs = gradient
-    else:
-        rhs = phi + gradient
-    adjoint = np.linalg.solve(system, np.concatenate([rhs, [0.0]]))[:n]
-    _, _, forces, virial = ewald(pos, q - adjoint, cell, smearing, accuracy)
-    _, _, forces_a, virial_a = ewald(pos, adjoint, cell, smearing, accuracy)
-    forces, virial = forces - forces_a, virial - virial_a
-    psi = chi_scale * (adjoint - q) if energy == "full" else chi_scale * adjoint
+    if energy == "full" and charge_gradient is None:  # stationary in q: forces at fixed q
+        _, _, forces, virial = ewald(pos, q, cell, smearing, accuracy)
+        psi = -chi_scale * q
+    else:  # the adjoint of dE/dq: φ + g (coulomb) or g (full)
+        gradient = np.zeros(n) if charge_gradient is None else \
+            np.asarray(charge_gradient(q), dtype=np.float64)
+        rhs = gradient if energy == "full" else phi + gradient
+        adjoint = np.linalg.solve(system, np.concatenate([rhs, [0.0]]))[:n]
+        _, _, forces, virial = ewald(pos, q - adjoint, cell, smearing, accuracy)
+        _, _, forces_a, virial_a = ewald(pos, adjoint, cell, smearing, accuracy)
+        forces, virial = forces - forces_a, virial - virial_a
+        psi = chi_scale * (adjoint - q) if energy == "full" else chi_scale * adjoint
     return {"charges": q, "energy": float(energies.sum()), "energies": energies,
             "forces": forces, "virial": virial, "psi": psi}
