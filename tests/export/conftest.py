@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -90,4 +92,41 @@ def charge_energy_packages(tmp_path_factory):
         model = charge_energy_model(*case)
         out[case] = (model, export_compiled(save_model(model, folder / f"{name}.nnip"),
                                             folder / f"{name}.pt2", progress=False))
+    return out
+
+
+def perturbed(model, seed: int):
+    """A copy of ``model`` with every parameter moved by ~5 % of its layer's mean size
+    (a committee member that differs from the others, charges and charge energy too)."""
+    member = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in member.parameters():
+            noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            parameter.add_(0.05 * parameter.abs().mean() * noise)
+    return member
+
+
+COMMITTEE_CHARGE_CASES = [("mlp", "local", "coulomb"), ("mlp", "qeq", "coulomb")]
+"""(charge_energy, charge_model, qeq_energy) of the committee-with-electrostatics tests."""
+
+
+@pytest.fixture(scope="session")
+def committee_charge_packages(tmp_path_factory):
+    """``{case: (committee, package path)}`` for `COMMITTEE_CHARGE_CASES`: three members
+    (one `charge_energy_model` and two perturbed copies) exported from a model file."""
+    from nnip.export.compiled import export_compiled
+    from nnip.export.model_file import save_model
+    from nnip.models import Committee
+
+    folder = tmp_path_factory.mktemp("committee_charges")
+    out = {}
+    for case in COMMITTEE_CHARGE_CASES:
+        name = "-".join(case)
+        base = charge_energy_model(*case)
+        committee = Committee([base, perturbed(base, 1), perturbed(base, 2)],
+                              calibration=1.3)
+        out[case] = (committee, export_compiled(
+            save_model(committee, folder / f"{name}.nnip"), folder / f"{name}.pt2",
+            progress=False))
     return out

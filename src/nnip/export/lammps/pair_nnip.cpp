@@ -116,22 +116,28 @@ void PairNNIP::coeff(int narg, char **arg)
   auto metadata = model->get_metadata();
   const std::string format = metadata["format"];
   if (format != "nnip-aoti-1" && format != "nnip-aoti-2" && format != "nnip-aoti-3" &&
-      format != "nnip-aoti-4")
+      format != "nnip-aoti-4" && format != "nnip-aoti-5")
     error->all(FLERR, "{} is not an nnip compiled model this plugin reads (format '{}'; "
                "write it with `nnip export`, rebuild the plugin with `nnip lammps build`)",
                arg[2], format);
   electrostatics = format != "nnip-aoti-1";
-  charge_energy = format == "nnip-aoti-4";
-  qeq = format == "nnip-aoti-3" || (charge_energy && metadata["charge_model"] == "qeq");
+  stacked = format == "nnip-aoti-5";
+  members = stacked ? std::stoi(metadata["committee"]) : 1;
+  charge_energy = format == "nnip-aoti-4" || (stacked && !metadata["charge_energy"].empty());
+  qeq = format == "nnip-aoti-3" ||
+      ((charge_energy || stacked) && metadata["charge_model"] == "qeq");
+  qeq_index.clear();
   if (qeq) {
     qeq_full = metadata["qeq_energy"] == "full";
     chi_scale = std::stod(metadata["chi_scale"]);
-    const char *names[2] = {"nnip_qeq_q", "nnip_qeq_lambda"};
-    for (int m = 0; m < 2; m++) {
-      int flag, cols;
-      qeq_index[m] = atom->find_custom(names[m], flag, cols);
-      if (qeq_index[m] < 0) qeq_index[m] = atom->add_custom(names[m], 1, 0);
-    }
+    for (int m = 0; m < members; m++)    // q and lambda of each member: nnip_qeq_q, ..._q1
+      for (const char *base : {"nnip_qeq_q", "nnip_qeq_lambda"}) {
+        const std::string name = m == 0 ? base : fmt::format("{}{}", base, m);
+        int flag, cols;
+        int index = atom->find_custom(name.c_str(), flag, cols);
+        if (index < 0) index = atom->add_custom(name.c_str(), 1, 0);
+        qeq_index.push_back(index);
+      }
   }
   if (electrostatics) {
     if (metadata["electrostatics"] != "ewald")
@@ -364,6 +370,12 @@ void PairNNIP::tally(const std::vector<at::Tensor> &out, int nall)
       for (int m = 0; m < k; m++)
         for (int c = 0; c < 3; c++) member_f[(size_t) i * width + 3 * m + c] = members[m][i][c];
     comm->reverse_comm(this);
+    if (stacked)    // each member's Ewald forces (owned atoms) join its own forces
+      for (int m = 0; m < k; m++)
+        for (int i = 0; i < nlocal; i++)
+          for (int c = 0; c < 3; c++)
+            member_f[(size_t) i * width + 3 * m + c] +=
+                coulomb_f[((size_t) m * nlocal + i) * 3 + c];
     double *u = atom->dvector[uncertainty_index];
     for (int i = 0; i < nlocal; i++) {
       const double *fi = &member_f[(size_t) i * width];
@@ -380,38 +392,69 @@ void PairNNIP::tally(const std::vector<at::Tensor> &out, int nall)
 }
 
 /* Pass 1 (the "charges" entry: raw charges q~ and weights w of the owned atoms, no
-   derivatives), the total-charge constraint
-   over all processes, the Ewald sum, and psi = dE_c/dq~ appended to the inputs for pass 2:
-   with q_i = q~_i + w_i (Q - S) / W (S = sum q~, W = sum w), dq_i/dq~_j = delta_ij - w_i / W,
-   so dE_c/dq~_j = phi_j - sum_i w_i phi_i / W. */
+   derivatives), then per member (one row of the charge arrays; a single model has one)
+   the charge solve and the Ewald sum, and psi = dE/dq~ appended to the inputs for pass 2
+   (with the charges when the model has a charge energy). A committee's Coulomb energy,
+   forces and virial are its members' means; each member's Ewald forces are kept in
+   coulomb_f for the spread. */
 void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
 {
   const int nlocal = atom->nlocal;
   const int64_t n = inputs[0].size(0);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto first = run_model(*charges_model, inputs);    // forward only
-  auto raw = first[0].accessor<double, 1>();
-  auto weight = first[1].accessor<double, 1>();
-  if (charge_energy) charge_energy_inputs = {inputs[1], first[2], torch::zeros({n}, f64)};
-  if (qeq) {    // the second output holds the hardnesses
-    std::vector<double> q, psi_owned;
-    const double start = MPI_Wtime();
-    // contiguous: raw charges read from a wider readout may come as a strided view
-    const torch::Tensor raw_c = first[0].contiguous(), hardness_c = first[1].contiguous();
-    equilibrate(raw_c.data_ptr<double>(), hardness_c.data_ptr<double>(), q, psi_owned);
-    time_ewald += MPI_Wtime() - start;
-    steps++;
-    double *stored = atom->dvector[charge_index];
-    torch::Tensor psi = torch::zeros({n}, f64);
-    auto p = psi.accessor<double, 1>();
-    for (int i = 0; i < nlocal; i++) {
-      stored[i] = q[i];
-      p[i] = psi_owned[i];
+  // contiguous: raw charges read from a wider readout may come as a strided view
+  const torch::Tensor raw = first[0].contiguous(), weight = first[1].contiguous();
+  const std::vector<int64_t> shape =
+      stacked ? std::vector<int64_t>{members, n} : std::vector<int64_t>{n};
+  if (charge_energy) charge_energy_inputs = {inputs[1], first[2], torch::zeros(shape, f64)};
+  torch::Tensor psi = torch::zeros(shape, f64);    // zero on ghosts: only owned q~ count
+  if (stacked) coulomb_f.assign((size_t) members * nlocal * 3, 0.0);
+  std::vector<double> mean_q(nlocal, 0.0), q, psi_owned;
+  const double start = MPI_Wtime(), model_before = time_model;
+  ewald_setup();    // this step's k-vectors and phases, shared by every member's sums
+  for (int m = 0; m < members; m++) {
+    const double *raw_m = raw.data_ptr<double>() + m * n;
+    const double *weight_m = weight.data_ptr<double>() + m * n;
+    double *psi_m = psi.data_ptr<double>() + m * n;
+    if (qeq) {    // the second output holds the hardnesses
+      equilibrate(raw_m, weight_m, q, psi_owned, m);
+      std::copy(psi_owned.begin(), psi_owned.end(), psi_m);
+    } else {
+      local_charges(raw_m, weight_m, q, psi_m, m);
     }
-    inputs.push_back(psi);
-    if (charge_energy) inputs.push_back(charge_energy_inputs[2]);    // the charges
-    return;
+    for (int i = 0; i < nlocal; i++) mean_q[i] += q[i] / members;
   }
+  time_ewald += MPI_Wtime() - start - (time_model - model_before);
+  steps++;
+  std::copy(mean_q.begin(), mean_q.end(), atom->dvector[charge_index]);
+  if (stacked) {    // the committee's force: the members' mean
+    double **f = atom->f;
+    for (int m = 0; m < members; m++)
+      for (int i = 0; i < nlocal; i++)
+        for (int c = 0; c < 3; c++)
+          f[i][c] += coulomb_f[((size_t) m * nlocal + i) * 3 + c] / members;
+  }
+  inputs.push_back(psi);
+  if (charge_energy) inputs.push_back(charge_energy_inputs[2]);    // the charges
+}
+
+/* Where member m's Ewald forces go: coulomb_f for a committee (averaged and kept for the
+   spread by the caller), the atoms' forces (nullptr) for a single model. */
+double *PairNNIP::member_forces(int member)
+{
+  return stacked ? &coulomb_f[(size_t) member * atom->nlocal * 3] : nullptr;
+}
+
+/* One member's local charges: the total-charge constraint over all processes, the Ewald
+   sum, and psi: with q_i = q~_i + w_i (Q - S) / W (S = sum q~, W = sum w),
+   dq_i/dq~_j = delta_ij - w_i / W, so dE/dq~_j = phi_j - sum_i w_i phi_i / W (phi + df/dq
+   with a charge energy). Energies and virial are tallied with weight 1 / members. */
+void PairNNIP::local_charges(const double *raw, const double *weight, std::vector<double> &q,
+                             double *psi, int member)
+{
+  const int nlocal = atom->nlocal;
+  const double scale = 1.0 / members;
   double local[2] = {0.0, 0.0}, sums[2];
   for (int i = 0; i < nlocal; i++) {
     local[0] += raw[i];
@@ -419,95 +462,89 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   }
   MPI_Allreduce(local, sums, 2, MPI_DOUBLE, MPI_SUM, world);
   const double excess = (total_charge - sums[0]) / sums[1];
-  std::vector<double> q(nlocal), phi;
-  double *stored = atom->dvector[charge_index];
-  for (int i = 0; i < nlocal; i++) stored[i] = q[i] = raw[i] + weight[i] * excess;
-  const double start = MPI_Wtime();
-  ewald_setup();
-  kspace(q, &phi, 1.0, 1.0);
+  q.resize(nlocal);
+  std::vector<double> phi;
+  for (int i = 0; i < nlocal; i++) q[i] = raw[i] + weight[i] * excess;
+  kspace(q, &phi, 1.0, scale, member_forces(member));
   for (int i = 0; i < nlocal; i++) {
-    const double e_i = 0.5 * q[i] * phi[i];
+    const double e_i = 0.5 * q[i] * phi[i] * scale;
     if (eflag_global) eng_coul += e_i;
     if (eflag_atom) eatom[i] += e_i;
   }
-  time_ewald += MPI_Wtime() - start;
-  steps++;
   if (charge_energy) {    // dE/dq = phi + df/dq
-    const std::vector<double> g = charge_gradient(q);
+    const std::vector<double> g = charge_gradient(q, member);
     for (int i = 0; i < nlocal; i++) phi[i] += g[i];
   }
   double wphi_local = 0.0, wphi;
   for (int i = 0; i < nlocal; i++) wphi_local += weight[i] * phi[i];
   MPI_Allreduce(&wphi_local, &wphi, 1, MPI_DOUBLE, MPI_SUM, world);
-  torch::Tensor psi = torch::zeros({n}, f64);    // zero on ghosts: only owned q~ count
-  auto p = psi.accessor<double, 1>();
-  for (int i = 0; i < nlocal; i++) p[i] = phi[i] - wphi / sums[1];
-  inputs.push_back(psi);
-  if (charge_energy) inputs.push_back(charge_energy_inputs[2]);    // the charges
+  for (int i = 0; i < nlocal; i++) psi[i] = phi[i] - wphi / sums[1];
 }
 
-/* g_i = df_i/dq_i (eV/e) of the owned atoms' charge-dependent local energies at charges q
-   (the package's charge_energy entry); the charges stay in charge_energy_inputs[2] (zero
-   on ghosts) as pass 2's last input. */
-std::vector<double> PairNNIP::charge_gradient(const std::vector<double> &q)
+/* g_i = df_i/dq_i (eV/e) of one member's owned atoms' charge-dependent local energies at
+   charges q (the package's charge_energy entry); the charges stay in row `member` of
+   charge_energy_inputs[2] (zero on ghosts) as pass 2's last input. */
+std::vector<double> PairNNIP::charge_gradient(const std::vector<double> &q, int member)
 {
   const int nlocal = atom->nlocal;
-  auto charges = charge_energy_inputs[2].accessor<double, 1>();
+  const int64_t n = charge_energy_inputs[2].size(-1);
+  double *charges = charge_energy_inputs[2].data_ptr<double>() + member * n;
   for (int i = 0; i < nlocal; i++) charges[i] = q[i];
   auto out = run_model(*charge_energy_model, charge_energy_inputs);
-  auto g = out[1].accessor<double, 1>();
-  std::vector<double> gradient(nlocal);
-  for (int i = 0; i < nlocal; i++) gradient[i] = g[i];
-  return gradient;
+  const torch::Tensor g = out[1].contiguous();
+  const double *row = g.data_ptr<double>() + member * n;
+  return std::vector<double>(row, row + nlocal);
 }
 
 /* Charge equilibration of the owned atoms (formulas: nnip/export/_ewald.py, equilibrate):
    charges q (e) and psi = dE/dq~ (eV/e); tallies the electrostatic energy, the forces at
    fixed q~ and the virial. */
 void PairNNIP::equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
-                           std::vector<double> &psi)
+                           std::vector<double> &psi, int member)
 {
   const double k_e = 14.399645478425668;
   const int nlocal = atom->nlocal;
+  const double scale = 1.0 / members;    // a committee's values are its members' means
+  double *forces = member_forces(member);
   const double self = k_e * std::sqrt(2.0 / M_PI) / smearing;    // s0
-  ewald_setup();
   std::vector<double> diagonal(nlocal), minus_chi(nlocal);
   for (int i = 0; i < nlocal; i++) {
     diagonal[i] = hardness[i] + self;
     minus_chi[i] = chi_scale * raw[i];
   }
   if (!qeq_warm) {    // first step of a run: the per-atom storage holds no solution yet
-    for (int m = 0; m < 2; m++) std::fill_n(atom->dvector[qeq_index[m]], nlocal, 0.0);
+    for (int index : qeq_index) std::fill_n(atom->dvector[index], nlocal, 0.0);
     qeq_warm = true;
   }
   // H q - mu 1 = -chi with sum q = Q
-  double *stored_q = atom->dvector[qeq_index[0]];
+  double *stored_q = atom->dvector[qeq_index[2 * member]];
   solve(diagonal, minus_chi, stored_q, total_charge, "the charges");
   q.assign(stored_q, stored_q + nlocal);
   std::vector<double> phi, g;
-  if (charge_energy) g = charge_gradient(q);    // df/dq of the charge energy
+  if (charge_energy) g = charge_gradient(q, member);    // df/dq of the charge energy
   psi.resize(nlocal);
   if (qeq_full && !charge_energy) {    // E_Qeq is stationary in q: forces at fixed q
-    kspace(q, &phi, 1.0, 1.0);
+    kspace(q, &phi, 1.0, scale, forces);
     for (int i = 0; i < nlocal; i++) psi[i] = -chi_scale * q[i];
   } else {    // the adjoint: H lambda - nu 1 = dE/dq (phi + g; full: g) with sum lambda = 0
     kspace(q, &phi, 0.0, 0.0);
     std::vector<double> rhs(nlocal);
     for (int i = 0; i < nlocal; i++)
       rhs[i] = (qeq_full ? 0.0 : phi[i]) + (charge_energy ? g[i] : 0.0);
-    double *stored_lambda = atom->dvector[qeq_index[1]];
+    double *stored_lambda = atom->dvector[qeq_index[2 * member + 1]];
     solve(diagonal, rhs, stored_lambda, 0.0, "the adjoint");
     std::vector<double> lambda(stored_lambda, stored_lambda + nlocal), rest(nlocal);
     for (int i = 0; i < nlocal; i++) {
       rest[i] = q[i] - lambda[i];
       psi[i] = chi_scale * (lambda[i] - (qeq_full ? q[i] : 0.0));
     }
-    kspace(rest, nullptr, 1.0, 1.0);
-    kspace(lambda, nullptr, -1.0, -1.0);
+    kspace(rest, nullptr, 1.0, scale, forces);
+    kspace(lambda, nullptr, -1.0, -scale, forces);
   }
   for (int i = 0; i < nlocal; i++) {
     double e_i = 0.5 * q[i] * phi[i];
     if (qeq_full) e_i += q[i] * (-minus_chi[i] + 0.5 * diagonal[i] * q[i]);
+    e_i *= scale;
     if (eflag_global) eng_coul += e_i;
     if (eflag_atom) eatom[i] += e_i;
   }
@@ -666,7 +703,7 @@ void PairNNIP::ewald_setup()
    (rank 0: it is global) virial_sign x the virial. Each process sums its owned atoms'
    structure factors, one allreduce of 2 N_k + 1 numbers makes them global: O(N N_k / P). */
 void PairNNIP::kspace(const std::vector<double> &v, std::vector<double> *phi,
-                      double force_sign, double virial_sign)
+                      double force_sign, double virial_sign, double *forces_out)
 {
   const double k_e = 14.399645478425668;
   const int nlocal = atom->nlocal;
@@ -739,7 +776,10 @@ void PairNNIP::kspace(const std::vector<double> &v, std::vector<double> *phi,
       for (int i = 0; i < nlocal; i++)
         (*phi)[i] = pk[i] - 2.0 * self * q[i] - 2.0 * background * total;
     }
-    if (force_sign != 0.0)
+    if (force_sign != 0.0 && forces_out != nullptr)    // (nlocal, 3), row-major
+      for (int i = 0; i < nlocal; i++)
+        for (int c = 0; c < 3; c++) forces_out[3 * i + c] += force_sign * fk[c][i];
+    else if (force_sign != 0.0)
       for (int i = 0; i < nlocal; i++)
         for (int c = 0; c < 3; c++) f[i][c] += force_sign * fk[c][i];
   }

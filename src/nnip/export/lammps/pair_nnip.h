@@ -51,6 +51,14 @@
  * right-hand side (qeq: H lambda - nu 1 = phi + g for coulomb, = g for full, then
  * psi = d0 (lambda - q) for full); pass 2 takes the charges as one more input and adds
  * f_i of the owned atoms to their energies (tallied with the short-range energy).
+ *
+ * A committee with electrostatics (package format nnip-aoti-5; charges, charge model and
+ * charge energy as in the formats above, from the metadata): every member predicts its
+ * own charges, so the charge arrays carry a leading member axis (members x atoms) and
+ * each member gets its own charge solve and Ewald sum per step. Energy, forces and virial
+ * are the members' means (the Coulomb energy tallied as ecoul), d_nnip_charge holds the
+ * members' mean charges, and each member's Ewald forces join its own forces before the
+ * spread d_nnip_uncertainty is taken.
  */
 
 #ifdef PAIR_CLASS
@@ -108,13 +116,16 @@ class PairNNIP : public Pair {
   double smearing = 0.0;          // Å, the Gaussian width sigma
   double ewald_accuracy = 1e-12;  // smallest exp(-sigma^2 k^2 / 2) summed
   double total_charge = 0.0;      // e, the system's total charge (pair_style keyword)
-  bool qeq = false;               // charge equilibration (format nnip-aoti-3, or -4 qeq)
-  bool charge_energy = false;     // a charge-dependent local energy (format nnip-aoti-4)
+  bool qeq = false;               // charge equilibration (format nnip-aoti-3, or -4/5 qeq)
+  bool charge_energy = false;     // a charge-dependent local energy (format nnip-aoti-4/5)
+  bool stacked = false;           // a committee's charges, one row per member (nnip-aoti-5)
+  int members = 1;                // rows of the charge arrays: committee members, or 1
+  std::vector<double> coulomb_f;  // (members, nlocal, 3) each member's Ewald forces
   std::vector<at::Tensor> charge_energy_inputs;    // atomic numbers, extra (n, C), charges
   bool qeq_full = false;          // qeq_energy full: the whole E_Qeq is the energy
   double chi_scale = 0.0;         // eV/e, chi = -chi_scale q~
   double qeq_tolerance = 1e-10;   // relative residual of the conjugate-gradient solves
-  int qeq_index[2] = {-1, -1};    // per-atom warm starts of the solves: q, lambda
+  std::vector<int> qeq_index;     // per-atom warm starts of the solves: q, lambda per member
   bool qeq_warm = false;          // the warm starts hold solutions (false before a run)
   long qeq_iterations = 0;        // conjugate-gradient iterations since the last run
   int charge_index = -1;          // per-atom property d_nnip_charge
@@ -126,9 +137,12 @@ class PairNNIP : public Pair {
                                     const std::vector<at::Tensor> &inputs);
   void tally(const std::vector<at::Tensor> &out, int nall);
   void charges_and_psi(std::vector<at::Tensor> &inputs);
-  std::vector<double> charge_gradient(const std::vector<double> &q);
+  std::vector<double> charge_gradient(const std::vector<double> &q, int member);
   void equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
-                   std::vector<double> &psi);
+                   std::vector<double> &psi, int member);
+  void local_charges(const double *raw, const double *weight, std::vector<double> &q,
+                     double *psi, int member);
+  double *member_forces(int member);
   void solve(const std::vector<double> &diagonal, const std::vector<double> &rhs,
              double *x, double total, const char *what);
   // the Ewald sum: k-vectors and per-direction phase tables of the owned atoms (once
@@ -142,7 +156,7 @@ class PairNNIP : public Pair {
   double ewald_volume = 0.0, ewald_diagonal = 0.0;    // Å^3; C_ii (eV/e^2)
   void ewald_setup();
   void kspace(const std::vector<double> &v, std::vector<double> *phi, double force_sign,
-              double virial_sign);
+              double virial_sign, double *forces_out = nullptr);
 };
 
 }    // namespace LAMMPS_NS
