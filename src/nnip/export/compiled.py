@@ -570,12 +570,12 @@ def export_compiled(model: Potential | str | os.PathLike, path: str | os.PathLik
             "as: pair_style nnip total_charge Q")
         if energy_form:
             say(f"nnip export: the charge-dependent local energy ({energy_form}) is in the "
-                f"package (entry charge_energy, format {metadata['format']}; LAMMPS plugin: "
-                "rebuild with `nnip lammps build` if it predates this format)")
+                f"package (entry charge_energy, format {metadata['format']})")
         if module.stacked:
             say(f"nnip export: each of the {len(model.members)} committee members has its own "
-                f"charges: one charge solve and Ewald sum per member (format "
-                f"{metadata['format']}; rebuild the LAMMPS plugin if it predates it)")
+                "charges: one charge solve and Ewald sum per member")
+        say(f"nnip export: format {metadata['format']}; a LAMMPS plugin built before this "
+            "format refuses it: rebuild it with `nnip lammps build`")
     if d3:
         say("nnip export: the D3 dispersion term is not compiled in; LAMMPS adds it with its "
             "own pair style:\n" + lammps_lines(metadata, path.name, model.elements))
