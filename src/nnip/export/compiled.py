@@ -200,12 +200,9 @@ class ExportedModule(nn.Module):
         strain = torch.zeros((k, 3, 3), dtype=dtype, device=positions.device,
                              requires_grad=True)
         cell = cell.to(dtype)
-        if self.stacked:  # (k, n): one row per member
-            psi_rows = psi
-            charge_rows = charges_in
-        else:
-            psi_rows = None if psi is None else psi.unsqueeze(0)
-            charge_rows = None if charges_in is None else charges_in.unsqueeze(0)
+        # one row per member: a committee's (k, n), a single model's (n,) as (1, n)
+        psi_rows, charge_rows = (t if t is None or self.stacked else t.unsqueeze(0)
+                                 for t in (psi, charges_in))
         energies, charges = [], []
         for m, member in enumerate(self.members):
             sym = 0.5 * (strain[m] + strain[m].T)

@@ -410,19 +410,17 @@ void PairNNIP::charges_and_psi(std::vector<at::Tensor> &inputs)
   if (charge_energy) charge_energy_inputs = {inputs[1], first[2], torch::zeros(shape, f64)};
   torch::Tensor psi = torch::zeros(shape, f64);    // zero on ghosts: only owned q~ count
   if (stacked) coulomb_f.assign((size_t) members * nlocal * 3, 0.0);
-  std::vector<double> mean_q(nlocal, 0.0), q, psi_owned;
+  std::vector<double> mean_q(nlocal, 0.0), q;
   const double start = MPI_Wtime(), model_before = time_model;
   ewald_setup();    // this step's k-vectors and phases, shared by every member's sums
   for (int m = 0; m < members; m++) {
     const double *raw_m = raw.data_ptr<double>() + m * n;
     const double *weight_m = weight.data_ptr<double>() + m * n;
     double *psi_m = psi.data_ptr<double>() + m * n;
-    if (qeq) {    // the second output holds the hardnesses
-      equilibrate(raw_m, weight_m, q, psi_owned, m);
-      std::copy(psi_owned.begin(), psi_owned.end(), psi_m);
-    } else {
+    if (qeq)    // the second output holds the hardnesses
+      equilibrate(raw_m, weight_m, q, psi_m, m);
+    else
       local_charges(raw_m, weight_m, q, psi_m, m);
-    }
     for (int i = 0; i < nlocal; i++) mean_q[i] += q[i] / members;
   }
   time_ewald += MPI_Wtime() - start - (time_model - model_before);
@@ -496,11 +494,12 @@ std::vector<double> PairNNIP::charge_gradient(const std::vector<double> &q, int 
   return std::vector<double>(row, row + nlocal);
 }
 
-/* Charge equilibration of the owned atoms (formulas: nnip/export/_ewald.py, equilibrate):
-   charges q (e) and psi = dE/dq~ (eV/e); tallies the electrostatic energy, the forces at
-   fixed q~ and the virial. */
+/* Charge equilibration of one member's owned atoms (formulas: nnip/export/_ewald.py,
+   equilibrate): charges q (e) and psi = dE/dq~ (eV/e, nlocal values); tallies the
+   electrostatic energy and virial (weight 1 / members) and the forces at fixed q~ (into
+   member_forces). */
 void PairNNIP::equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
-                           std::vector<double> &psi, int member)
+                           double *psi, int member)
 {
   const double k_e = 14.399645478425668;
   const int nlocal = atom->nlocal;
@@ -522,7 +521,6 @@ void PairNNIP::equilibrate(const double *raw, const double *hardness, std::vecto
   q.assign(stored_q, stored_q + nlocal);
   std::vector<double> phi, g;
   if (charge_energy) g = charge_gradient(q, member);    // df/dq of the charge energy
-  psi.resize(nlocal);
   if (qeq_full && !charge_energy) {    // E_Qeq is stationary in q: forces at fixed q
     kspace(q, &phi, 1.0, scale, forces);
     for (int i = 0; i < nlocal; i++) psi[i] = -chi_scale * q[i];

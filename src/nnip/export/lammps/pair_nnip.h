@@ -139,7 +139,7 @@ class PairNNIP : public Pair {
   void charges_and_psi(std::vector<at::Tensor> &inputs);
   std::vector<double> charge_gradient(const std::vector<double> &q, int member);
   void equilibrate(const double *raw, const double *hardness, std::vector<double> &q,
-                   std::vector<double> &psi, int member);
+                   double *psi, int member);
   void local_charges(const double *raw, const double *weight, std::vector<double> &q,
                      double *psi, int member);
   double *member_forces(int member);
