@@ -8,10 +8,14 @@ three versions: no electrostatics, ``charge_model: local`` and ``charge_model: q
 (σ = 1 Å, shared charge readout). Reported from the pair style's own end-of-run log: ms
 per step, of which in the package (both entries) and in the Ewald sum (for qeq: the
 conjugate-gradient solves included), k-vectors and conjugate-gradient iterations per step.
+With ``--committee K`` each variant also runs as a committee of K such models (seeds
+0..K-1; each member its own charges, so one charge solve and Ewald sum per member), in
+the same run, written to ``results/charges_committee<K>.{json,md}``.
 
 Usage (repository root, project environment, after ``nnip lammps build``)::
 
     python benchmarks/lammps/bench_charges.py --repeats 4x3x2 5x5x5 --steps 10
+    python benchmarks/lammps/bench_charges.py --repeats 4x3x2 --committee 3
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from ase.build import bulk
 
 from nnip.export.compiled import export_compiled
 from nnip.export.lammps import plugin_env
-from nnip.models import build
+from nnip.models import Committee, build
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peers import markdown_table, run_meta  # noqa: E402
@@ -42,11 +46,11 @@ CUTOFF = 5.0
 VARIANTS = ("none", "local", "qeq")
 
 
-def _model(variant: str):
+def _model(variant: str, seed: int = 0):
     electrostatics = None if variant == "none" else {
         "smearing": 1.0, "method": "ewald", "charge_model": variant,
         **({"hardness": 4.0} if variant == "qeq" else {})}
-    model = build("painn", ["Na", "Cl"], CUTOFF, seed=0, zbl=True,
+    model = build("painn", ["Na", "Cl"], CUTOFF, seed=seed, zbl=True,
                   electrostatics=electrostatics, **MODEL)
     if electrostatics is not None:
         term = model.terms["electrostatics"]
@@ -94,12 +98,12 @@ run {steps}
     return row
 
 
-def write_results(rows: list[dict], steps: int) -> str:
-    """Write results/charges.{json,md}; returns the Markdown."""
+def write_results(rows: list[dict], steps: int, name: str = "charges") -> str:
+    """Write results/<name>.{json,md}; returns the Markdown."""
     meta = {**run_meta(1), "model": f"painn {MODEL}, cutoff {CUTOFF} Å, float64, σ = 1 Å",
             "steps": steps}
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "charges.json").write_text(json.dumps({"meta": meta, "rows": rows},
+    (HERE / "results" / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows},
                                                              indent=1))
 
     def get(r: dict, key: str, fmt: str) -> str:
@@ -114,7 +118,7 @@ def write_results(rows: list[dict], steps: int) -> str:
     text = "\n".join([f"{meta['machine']}, {meta['date']}, nnip {meta['nnip']}, torch "
                       f"{meta['torch']}; {meta['model']}; 1 process x 1 thread; {steps} "
                       "timed NVE steps", "", *table])
-    (HERE / "results" / "charges.md").write_text(text + "\n")
+    (HERE / "results" / f"{name}.md").write_text(text + "\n")
     return text
 
 
@@ -124,26 +128,35 @@ def main() -> None:
                         help="cubic rock-salt cells (8 ions each) per direction, e.g. 4x3x2")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--work", default=str(HERE / "runs" / "charges"))
+    parser.add_argument("--committee", type=int, default=1,
+                        help="also run each variant as a committee of this many members")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     np.random.seed(0)
+    k = args.committee
+    variants = [(v, 1) for v in VARIANTS] + ([(v, k) for v in VARIANTS] if k > 1 else [])
+    name = "charges" if k == 1 else f"charges_committee{k}"
     packages = {}
-    for variant in VARIANTS:
-        packages[variant] = work / f"{variant}.pt2"
-        if not packages[variant].is_file():
-            export_compiled(_model(variant), packages[variant], progress=False)
+    for variant, members in variants:
+        path = work / (f"{variant}.pt2" if members == 1 else f"{variant}_x{members}.pt2")
+        if not path.is_file():
+            model = _model(variant) if members == 1 else \
+                Committee([_model(variant, seed) for seed in range(members)])
+            export_compiled(model, path, progress=False)
+        packages[variant, members] = path
     rows = []
     for text in args.repeats:
         repeat = tuple(int(v) for v in text.split("x"))
-        for variant in VARIANTS:
-            row = {"cell": text, "variant": variant,
-                   **_run(work, packages[variant], repeat, args.steps)}
+        for variant, members in variants:
+            label = variant if members == 1 else f"{variant}, committee of {members}"
+            row = {"cell": text, "variant": label,
+                   **_run(work, packages[variant, members], repeat, args.steps)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            write_results(rows, args.steps)
-    print(write_results(rows, args.steps))
+            write_results(rows, args.steps, name)
+    print(write_results(rows, args.steps, name))
 
 
 if __name__ == "__main__":
