@@ -697,9 +697,10 @@ class CompiledPotential:
             raise ModelError("this compiled model has electrostatics, which it sums for "
                              f"3D-periodic cells only; the structure has pbc={atoms.pbc}")
         inputs = _inputs_of(graph)
-        first = [t.detach() for t in self.charges_runner(*inputs)]
-        if not self.stacked:  # one member: the same steps with k = 1
-            first = [t.unsqueeze(0) for t in first]
+        # a single model's arrays are handled as one row, (1, n): `rows` and `own` convert
+        rows = (lambda t: t) if self.stacked else (lambda t: t.unsqueeze(0))
+        own = (lambda t: t) if self.stacked else (lambda t: t[0])
+        first = [rows(t.detach()) for t in self.charges_runner(*inputs)]
         raw, weight = (t.cpu().numpy() for t in first[:2])  # (k, n)
         k, n = raw.shape
         total = float(atoms.info.get("total_charge", 0.0))
@@ -710,10 +711,8 @@ class CompiledPotential:
             if self.charge_energy_runner is not None:
                 def gradient(q: np.ndarray, m: int = m) -> np.ndarray:
                     charges[m] = torch.as_tensor(q, dtype=torch.float64, device=self.device)
-                    extra = first[2] if self.stacked else first[2][0]
-                    rows = charges if self.stacked else charges[0]
-                    out = self.charge_energy_runner(inputs[1], extra, rows)[1]
-                    return (out[m] if self.stacked else out).cpu().numpy()
+                    out = self.charge_energy_runner(inputs[1], own(first[2]), own(charges))[1]
+                    return rows(out)[m].cpu().numpy()
             if self.qeq:  # weight holds the hardnesses
                 part = equilibrate(atoms.positions, atoms.cell.array, raw[m], weight[m], total,
                                    self.smearing, float(self.metadata["chi_scale"]),
@@ -734,9 +733,8 @@ class CompiledPotential:
         coulomb = {key: np.mean([part[key] for part in parts], axis=0)
                    for key in ("energy", "energies", "forces", "virial", "charges")}
         coulomb["member_forces"] = np.stack([part["forces"] for part in parts])
-        psi_in = torch.as_tensor(psi if self.stacked else psi[0], device=self.device)
-        last = [] if self.charge_energy_runner is None else \
-            [charges if self.stacked else charges[0]]
+        psi_in = own(torch.as_tensor(psi, device=self.device))
+        last = [] if self.charge_energy_runner is None else [own(charges)]
         outputs = self.runner(*inputs, psi_in, *last)
         return outputs, coulomb
 
