@@ -178,7 +178,8 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
 
     ``variant`` overrides the shared recipe (keys ``energy_weight``, ``weight_decay``,
     ``dtype``: the model's float type, ``params``: model hyperparameters merged into the
-    architecture's defaults).
+    architecture's defaults, ``huber_delta``: Huber instead of squared errors, with this
+    threshold in each property's unit).
     """
     spec = NNIP_MODELS[name]
     variant = variant or {}
@@ -196,7 +197,9 @@ def run_nnip(name: str, task_name: str, task: Task, split: dict[str, Path], out:
                   "params": {**spec["params"], **variant.get("params", {})}},
         "loss": {"energy_weight": variant.get("energy_weight", 10.0), "forces_weight": 1.0,
                  "stress_weight": 10.0,
-                 "final_energy_weight": final_energy_weight, "final_fraction": FINAL_FRACTION},
+                 "final_energy_weight": final_energy_weight, "final_fraction": FINAL_FRACTION,
+                 **({"kind": "huber", "huber_delta": variant["huber_delta"]}
+                    if "huber_delta" in variant else {})},
         "train": {"epochs": 100000, "batch_size": BATCH, "lr": LR, "scheduler": "cosine",
                   "min_lr": 1e-5, "weight_decay": variant.get("weight_decay", 0.0),
                   "ema_decay": 0.99, "time_limit_min": minutes, "seed": 0,
@@ -408,6 +411,9 @@ def main() -> None:
     parser.add_argument("--cutoff", type=float, default=None,
                         help="cutoff radius in Å for every model of the run, nnip and "
                              "mace-torch alike (default: the task's, 5 Å; water 6 Å)")
+    parser.add_argument("--huber-delta", type=float, default=None,
+                        help="nnip models: Huber loss with this threshold (eV/atom, eV/Å, "
+                             "eV/Å³) instead of squared errors (shared: squared errors)")
     parser.add_argument("--params", type=json.loads, default=None,
                         help="nnip models: JSON of model hyperparameters to override, "
                              "e.g. '{\"n_interactions\": 2}'")
@@ -429,6 +435,7 @@ def main() -> None:
     variant = {k: v for k, v in (("energy_weight", args.energy_weight),
                                  ("weight_decay", args.weight_decay),
                                  ("dtype", args.dtype),
+                                 ("huber_delta", args.huber_delta),
                                  ("params", args.params)) if v is not None}
     for task_name in args.tasks:
         task = TASKS[task_name]
